@@ -1,0 +1,1 @@
+"""Analysis of runs: learning gap, weight distance, correlations, figures and reports."""

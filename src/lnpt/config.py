@@ -1,0 +1,210 @@
+"""Frozen dataclasses for every setting: the single source of truth.
+
+They generate the CLI flags (see :mod:`lnpt.cli.options`), are saved in each run directory and
+are read back from TOML/YAML files. Field names are unique across sections so that each one
+is also a flat CLI flag (``sparsity`` -> ``--sparsity``). A new setting defaults to the old
+behaviour. Choices that SPEC.md marks as [choice] are fields here, so measurements can pick
+their defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = _f("fashion-mnist", "dataset name (see `lnpt list datasets`)")
+    data_dir: str | None = _f(None, "folder holding the dataset files (else $LNPT_DATA, system folders, download)")
+    val_fraction: float = _f(0.1, "fraction of the training set held out as validation (unlabeled gap metric)")
+    split_seed: int = _f(0, "seed of the train/validation split and of subsets")
+    train_subset: int | None = _f(None, "use only this many training samples (CPU-sized runs)")
+    test_subset: int | None = _f(None, "evaluate on only this many test samples")
+    batch_size: int = _f(128, "training batch size")
+    augment: bool = _f(False, "random crop (and flip where it fits) during training")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str = _f("lenet5", "student architecture (see `lnpt list models`)")
+    width: float = _f(1.0, "width multiplier of the student")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    teacher: str = _f("shipped", "teacher checkpoint path, http(s)://host:port of a teacher server, or 'shipped'")
+    teacher_cache: bool = _f(True, "cache teacher outputs of un-augmented inputs (teacher runs once per sample)")
+    teacher_timeout: float = _f(30.0, "seconds before a remote teacher request times out")
+    teacher_retry_budget: float = _f(120.0, "seconds a remote teacher may be unreachable before the run stops")
+    teacher_token: str | None = _f(None, "bearer token of a remote teacher (else $LNPT_TEACHER_TOKEN)")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    criterion: str = _f("lnpt", "pruning criterion (see `lnpt list criteria`)")
+    sparsity: float = _f(0.9, "fraction of prunable weights removed, in [0, 1)")
+    scope: str = _f("global", "rank scores across all layers or within each layer", ("global", "layer"))
+    rounds: int = _f(1, "scoring rounds (1 = one-shot; K > 1 = exponential density schedule d^(k/K))")
+    batches: int = _f(4, "number of unlabeled scoring batches")
+    score_batch_size: int = _f(256, "batch size of the scoring batches")
+    score_tau: float = _f(4.0, "temperature of the feature smoothing in the LNPT score")
+    score_distance: str = _f("kl", "feature distance of the LNPT score", ("kl", "mse"))
+    score_smoothing: str = _f("softmax", "feature smoothing of the LNPT score", ("softmax", "l2", "none"))
+    label_source: str = _f("teacher", "labels for SNIP/GraSP: teacher pseudo-labels or true labels", ("teacher", "true"))
+    prune_first: bool = _f(True, "also prune the first layer")
+    prune_classifier: bool = _f(False, "also prune the final classifier (dense by default, as Synaptic-Flow)")
+    min_kept: int = _f(1, "layer-collapse guard: every prunable layer keeps at least this many weights")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: str = _f("lnpt", "training loss (see `lnpt list losses`)")
+    epochs: int = _f(10, "training epochs")
+    optimizer: str = _f("sgd", "optimizer", ("sgd", "adam"))
+    lr: float = _f(0.05, "peak learning rate")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(5e-4, "weight decay")
+    schedule: str = _f("cosine", "learning-rate schedule", ("cosine", "constant"))
+    beta: float = _f(1.0, "weight of the feature-map term in the LNPT loss")
+    tau: float = _f(4.0, "temperature of the feature smoothing in the LNPT loss")
+    distance: str = _f("kl", "feature distance in the LNPT loss", ("kl", "mse"))
+    smoothing: str = _f("softmax", "feature smoothing in the LNPT loss", ("softmax", "l2", "none"))
+    kd_tau: float = _f(4.0, "temperature of Hinton soft-target distillation (loss 'kd')")
+    kd_alpha: float = _f(0.9, "weight of the soft targets in loss 'kd'")
+    eval_every: int = _f(1, "evaluate (and log metrics) every N epochs")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = _f(0, "seed of the student's initialisation, scoring batches and training order")
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig, "model": ModelConfig, "teacher": TeacherConfig,
+    "prune": PruneConfig, "train": TrainConfig,
+}
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    raise ConfigError(f"config key {key!r} must be {tp.__name__}, got {value!r} ({type(value).__name__})")
+
+
+def _section_from(cls: type, values: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key {where}{unknown[0]!r}; known in this section: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], where + k) for k, v in values.items()}
+    obj = cls(**kwargs)
+    validate_section(obj)
+    return obj
+
+
+def validate_section(obj: Any) -> None:
+    """Check choices (and the few ranges that are not the library's business to re-check)."""
+    for f in fields(obj):
+        choices = f.metadata.get("choices")
+        value = getattr(obj, f.name)
+        if choices and value not in choices:
+            raise ConfigError(f"config key {f.name!r} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def run_config_from_dict(d: dict) -> RunConfig:
+    """Build a RunConfig from nested dicts (a parsed TOML/YAML/JSON file), rejecting unknown keys."""
+    if not isinstance(d, dict):
+        raise ConfigError("a config file must hold a table/mapping at its top level")
+    unknown = sorted(set(d) - set(SECTIONS) - {"seed"})
+    if unknown:
+        raise ConfigError(f"unknown config key {unknown[0]!r}; known: {', '.join(sorted(SECTIONS))}, seed")
+    kwargs: dict[str, Any] = {}
+    for name, cls in SECTIONS.items():
+        section = d.get(name, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"config key {name!r} must be a table of settings")
+        kwargs[name] = _section_from(cls, section, f"{name}.")
+    if "seed" in d:
+        kwargs["seed"] = _coerce(d["seed"], int, "seed")
+    return RunConfig(**kwargs)
+
+
+def load_config_file(path: str | Path) -> RunConfig:
+    """Read a ``.toml``, ``.yaml``/``.yml`` or ``.json`` run configuration."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path} must end in .toml, .yaml, .yml or .json")
+    except (ValueError, ImportError) as exc:  # tomllib/json/yaml parse errors are ValueErrors or YAMLError
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    except Exception as exc:  # yaml.YAMLError is not a ValueError
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    return run_config_from_dict(data)
+
+
+def replace_flat(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Apply flat overrides (``{"sparsity": 0.95}``) to the section that owns each key."""
+    sections = {name: getattr(cfg, name) for name in SECTIONS}
+    top: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key == "seed":
+            top["seed"] = value
+            continue
+        owner = next((n for n, cls in SECTIONS.items() if key in {f.name for f in fields(cls)}), None)
+        if owner is None:
+            raise ConfigError(f"unknown setting {key!r}")
+        sections[owner] = dataclasses.replace(sections[owner], **{key: value})
+        validate_section(sections[owner])
+    return RunConfig(**sections, **top)

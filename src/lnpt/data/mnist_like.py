@@ -1,0 +1,111 @@
+"""Fashion-MNIST and MNIST from IDX files, found locally or downloaded.
+
+Search order for the files: an explicit ``data_dir``, ``$LNPT_DATA`` (and its sub-folder named
+after the dataset), the Debian package's folder, then a download from the official mirror
+when the network allows.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import DatasetNotFoundError
+from .download import download_files
+from .idx import read_idx
+from .info import DatasetInfo, RawData
+from .registry import DATASETS
+
+FILES = {
+    "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
+}
+
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")
+
+MIRRORS = {
+    "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+    "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
+              "https://storage.googleapis.com/cvdf-datasets/mnist/"],
+}
+
+SYSTEM_DIRS = {
+    "fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")],
+    "mnist": [Path("/usr/share/datasets/mnist")],
+}
+
+
+def _find_file(folder: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _complete(folder: Path) -> bool:
+    return all(_find_file(folder, stem) for stem in FILES.values())
+
+
+def candidate_dirs(name: str, data_dir: Path | None) -> list[Path]:
+    """Where we look, in order (the download target is the last entry)."""
+    dirs: list[Path] = []
+    if data_dir is not None:
+        dirs += [data_dir / name, data_dir]
+    env = os.environ.get("LNPT_DATA")
+    if env:
+        dirs += [Path(env) / name, Path(env)]
+    dirs += SYSTEM_DIRS.get(name, [])
+    return dirs
+
+
+def default_download_dir(name: str, data_dir: Path | None) -> Path:
+    root = data_dir or (Path(os.environ["LNPT_DATA"]) if os.environ.get("LNPT_DATA")
+                        else Path.home() / ".cache" / "lnpt")
+    return root / name
+
+
+def load_idx_dataset(name: str, data_dir: Path | None, info: DatasetInfo,
+                     download: bool = True) -> RawData:
+    dirs = candidate_dirs(name, data_dir)
+    folder = next((d for d in dirs if _complete(d)), None)
+    if folder is None:
+        target = default_download_dir(name, data_dir)
+        if _complete(target):
+            folder = target
+        elif download:
+            try:
+                download_files(MIRRORS[name], [s + ".gz" for s in FILES.values()], target)
+                folder = target
+            except OSError as exc:
+                looked = ", ".join(str(d) for d in dirs + [target])
+                hint = ("apt-get install dataset-fashion-mnist" if name == "fashion-mnist"
+                        else f"put the four IDX files of {name} in one folder")
+                raise DatasetNotFoundError(
+                    f"{name} not found (looked in: {looked}) and the download failed ({exc}). "
+                    f"Fix: {hint}, or pass --data-dir / set LNPT_DATA to a folder holding "
+                    f"{', '.join(FILES.values())} (optionally .gz)"
+                ) from None
+    arrays = {k: read_idx(_find_file(folder, stem)) for k, stem in FILES.items()}  # type: ignore[arg-type]
+    return RawData(
+        train_x=torch.from_numpy(arrays["train_x"]).unsqueeze(1),
+        train_y=torch.from_numpy(arrays["train_y"].astype("int64")),
+        test_x=torch.from_numpy(arrays["test_x"]).unsqueeze(1),
+        test_y=torch.from_numpy(arrays["test_y"].astype("int64")),
+        info=info,
+    )
+
+
+@DATASETS.register("fashion-mnist")
+def fashion_mnist(data_dir: Path | None) -> RawData:
+    info = DatasetInfo("fashion-mnist", (1, 28, 28), 10, (0.2860,), (0.3530,), hflip=True,
+                       crop_padding=2, classes=FASHION_CLASSES)
+    return load_idx_dataset("fashion-mnist", data_dir, info)
+
+
+@DATASETS.register("mnist")
+def mnist(data_dir: Path | None) -> RawData:
+    info = DatasetInfo("mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), hflip=False,
+                       crop_padding=2, classes=tuple(str(i) for i in range(10)))
+    return load_idx_dataset("mnist", data_dir, info)

@@ -1,0 +1,88 @@
+"""Labeled and unlabeled views of in-memory image tensors, and batching.
+
+The split between them is the label-free guarantee: an :class:`UnlabeledView` holds the
+images only — it is built from the image tensor and never receives the labels — so code that
+is handed one (pruning criteria, the label-free trainer) cannot reach labels by construction.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from .augment import augment
+from .info import DatasetInfo
+
+
+class _Images:
+    """uint8 images plus the normalisation of their dataset; batches come out as float."""
+
+    def __init__(self, images: torch.Tensor, info: DatasetInfo) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError("images must be a uint8 tensor of shape (N, C, H, W)")
+        self._images = images
+        self.info = info
+        self._mean = torch.tensor(info.mean).view(1, -1, 1, 1)
+        self._std = torch.tensor(info.std).view(1, -1, 1, 1)
+
+    def __len__(self) -> int:
+        return self._images.shape[0]
+
+    def inputs(self, index: torch.Tensor, augmented: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Normalised float inputs for ``index``, optionally augmented (before normalising)."""
+        x = self._images[index].float().div_(255.0)
+        if augmented:
+            x = augment(x, self.info.crop_padding, self.info.hflip, generator)
+        return (x - self._mean) / self._std
+
+
+class UnlabeledView(_Images):
+    """Inputs only. Iterating yields ``(index, x)``; the index lets a teacher cache per sample."""
+
+    def batches(self, batch_size: int, shuffle: bool = False, augmented: bool = False,
+                generator: torch.Generator | None = None,
+                limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for index in _batch_indices(len(self), batch_size, shuffle, generator, limit):
+            yield index, self.inputs(index, augmented, generator)
+
+
+class LabeledSet(_Images):
+    """Inputs with labels: for supervised baselines and for evaluation only."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo) -> None:
+        super().__init__(images, info)
+        if labels.shape[0] != images.shape[0]:
+            raise ValueError("images and labels differ in length")
+        self._labels = labels.long()
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self._labels
+
+    def unlabeled(self) -> UnlabeledView:
+        """The same images without their labels."""
+        return UnlabeledView(self._images, self.info)
+
+    def subset(self, index: torch.Tensor) -> "LabeledSet":
+        return LabeledSet(self._images[index], self._labels[index], self.info)
+
+    def batches(self, batch_size: int, shuffle: bool = False, augmented: bool = False,
+                generator: torch.Generator | None = None,
+                limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield ``(index, x, y)``."""
+        for index in _batch_indices(len(self), batch_size, shuffle, generator, limit):
+            yield index, self.inputs(index, augmented, generator), self._labels[index]
+
+
+def _batch_indices(n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None,
+                   limit: int | None) -> Iterator[torch.Tensor]:
+    if batch_size <= 0:
+        raise ValueError(f"batch size must be > 0, got {batch_size}")
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    count = 0
+    for start in range(0, n, batch_size):
+        if limit is not None and count >= limit:
+            return
+        yield order[start:start + batch_size]
+        count += 1

@@ -1,0 +1,31 @@
+"""In-process teacher: a frozen network in eval mode."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..checkpoint import load_checkpoint
+from ..models import feature_dim, forward_with_features
+from .base import Guidance, TeacherInfo
+
+
+class LocalTeacher:
+    def __init__(self, model: nn.Module, info: TeacherInfo) -> None:
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.info = info
+
+    @torch.no_grad()
+    def guide(self, x: torch.Tensor) -> Guidance:
+        logits, features = forward_with_features(self.model, x)
+        return Guidance(logits.detach(), features.detach())
+
+    @classmethod
+    def from_checkpoint(cls, path: str) -> "LocalTeacher":
+        ckpt = load_checkpoint(path)
+        model = ckpt.build()
+        acc = ckpt.metrics.get("test_acc")
+        info = TeacherInfo(ckpt.model_name, ckpt.width, feature_dim(model), ckpt.dataset,
+                           None if acc is None else float(acc))
+        return cls(model, info)

@@ -1,0 +1,10 @@
+"""Label-free (and supervised) training of masked students."""
+from __future__ import annotations
+
+from .evaluate import Evaluator, accuracy
+from .features import FeatureAdapter, feature_distance, smooth
+from .loop import FitResult, fit
+from .losses import LOSSES, Batch, LossContext, TrainLoss, create_loss
+
+__all__ = ["Batch", "Evaluator", "FeatureAdapter", "FitResult", "LOSSES", "LossContext", "TrainLoss",
+           "accuracy", "create_loss", "feature_distance", "fit", "smooth"]

@@ -1,0 +1,80 @@
+"""Evaluation: the only place that reads test labels."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..analysis.metrics import learning_gap, weight_distance
+from ..data.views import LabeledSet, UnlabeledView
+from ..models import find_classifier, forward_with_features
+from ..teachers.base import Teacher
+from .features import FeatureAdapter
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: LabeledSet, batch_size: int = 1000,
+             teacher_labels: torch.Tensor | None = None) -> dict[str, float]:
+    """Top-1 accuracy, and agreement with the teacher's labels when those are given."""
+    was_training = model.training
+    model.eval()
+    correct, agree, n = 0, 0, 0
+    for index, x, y in data.batches(batch_size):
+        pred = model(x).argmax(1)
+        correct += (pred == y).sum().item()
+        if teacher_labels is not None:
+            agree += (pred == teacher_labels[index]).sum().item()
+        n += len(y)
+    model.train(was_training)
+    out = {"acc": correct / max(n, 1)}
+    if teacher_labels is not None:
+        out["teacher_agreement"] = agree / max(n, 1)
+    return out
+
+
+class Evaluator:
+    """Per-epoch metrics: test accuracy, teacher agreement, learning gap on held-out unlabeled
+    data and weight distance to the initial student. Teacher outputs are computed once."""
+
+    def __init__(self, test: LabeledSet, gap_data: UnlabeledView | None, teacher: Teacher | None,
+                 init_weights: dict[str, torch.Tensor], batch_size: int = 1000,
+                 gap_samples: int = 2000, tau: float = 4.0) -> None:
+        self.test, self.teacher, self.init, self.batch_size, self.tau = test, teacher, init_weights, batch_size, tau
+        self._teacher_test_labels = None
+        self._gap_inputs: list[torch.Tensor] = []
+        self._gap_teacher: list[torch.Tensor] = []
+        if teacher is not None:
+            self._teacher_test_labels = torch.cat(
+                [teacher.guide(x).pseudo_labels for _, x, _ in test.batches(batch_size)])
+            if gap_data is not None and len(gap_data) > 0:
+                for _, x in gap_data.batches(batch_size, limit=max(1, gap_samples // batch_size)):
+                    self._gap_inputs.append(x)
+                    self._gap_teacher.append(teacher.guide(x).features)
+
+    def __call__(self, model: nn.Module) -> dict[str, float]:
+        acc = accuracy(model, self.test, self.batch_size, self._teacher_test_labels)
+        out = {"test_acc": acc["acc"]}
+        if "teacher_agreement" in acc:
+            out["teacher_agreement"] = acc["teacher_agreement"]
+        if self._gap_inputs:
+            out.update(learning_gap(model, self._gap_inputs, self._gap_teacher, self._adapter(model), self.tau))
+        wd = weight_distance(model, self.init)
+        out["weight_distance"] = wd["total"]
+        out["weight_distance_rel"] = wd["relative"]
+        return out
+
+    def _adapter(self, model: nn.Module) -> FeatureAdapter | None:
+        """When feature sizes differ, the gap is measured after the least-squares linear map
+        from student to teacher features (the same rule for every training mode, so gaps of
+        different runs compare)."""
+        ds = find_classifier(model).in_features
+        dt = self._gap_teacher[0].shape[1]
+        if ds == dt:
+            return None
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            fs = torch.cat([forward_with_features(model, x)[1] for x in self._gap_inputs])
+        model.train(was_training)
+        adapter = FeatureAdapter(ds, dt)
+        adapter.fit_least_squares(fs, torch.cat(self._gap_teacher))
+        return adapter

@@ -1,0 +1,180 @@
+"""The training loop for (masked) students and teachers.
+
+Short on purpose: behaviour comes in through the loss (what is optimised, which data it may
+see) and the evaluator. Shuffling and augmentation draw from a generator seeded by
+``(seed, epoch)``, and the learning rate is a pure function of the step, so a run resumed from
+an epoch checkpoint continues bit-identically to an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_path
+from ..config import TrainConfig
+from ..data.views import LabeledSet, UnlabeledView
+from ..errors import TrainingError
+from ..models import forward_with_features
+from ..teachers.base import Teacher
+from ..teachers.cache import TeacherCache
+from .losses import Batch, TrainLoss
+
+STATE_FILE = "train_state.pt"
+LOG_FILE = "metrics.jsonl"
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; known: sgd, adam")
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    if cfg.schedule == "constant":
+        return cfg.lr
+    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def fit(
+    model: nn.Module,
+    loss: TrainLoss,
+    train_set: LabeledSet,
+    cfg: TrainConfig,
+    *,
+    batch_size: int = 128,
+    augment: bool = False,
+    seed: int = 0,
+    teacher: Teacher | None = None,
+    teacher_cache: bool = True,
+    evaluate: Callable[[nn.Module], dict] | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    fingerprint: str = "",
+    progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Train ``model`` (in place) with ``loss`` for ``cfg.epochs`` epochs.
+
+    A label-free loss (``loss.needs_labels`` false) is given ``train_set.unlabeled()`` only.
+    With ``run_dir``, every epoch appends its metrics to ``metrics.jsonl`` and writes a
+    resumable state atomically; ``resume`` continues from it (refusing a state written under a
+    different ``fingerprint``, i.e. another configuration).
+    """
+    if loss.needs_teacher and teacher is None:
+        raise TrainingError(f"loss {type(loss).__name__} needs a teacher")
+    data: LabeledSet | UnlabeledView = train_set if loss.needs_labels else train_set.unlabeled()
+    guide = None
+    if loss.needs_teacher:
+        if teacher_cache and not augment:
+            cache = TeacherCache(teacher, len(data))  # type: ignore[arg-type]
+            guide = cache.guide
+        else:
+            guide = lambda index, x: teacher.guide(x)  # type: ignore[union-attr]  # noqa: E731
+    params = [p for p in list(model.parameters()) + list(loss.parameters()) if p.requires_grad]
+    optimizer = make_optimizer(params, cfg)
+    steps_per_epoch = math.ceil(len(data) / batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    result = FitResult()
+    start_epoch = 0
+    run_path = Path(run_dir) if run_dir is not None else None
+    if run_path is not None:
+        run_path.mkdir(parents=True, exist_ok=True)
+        if resume and (run_path / STATE_FILE).is_file():
+            start_epoch, result.history = _load_state(run_path, model, loss, optimizer, fingerprint)
+        elif not resume:
+            (run_path / LOG_FILE).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        sums: dict[str, float] = {}
+        correct, seen = 0, 0
+        step = epoch * steps_per_epoch
+        bar = tqdm(data.batches(batch_size, shuffle=True, augmented=augment, generator=g),
+                   total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress, leave=False)
+        epoch_t0 = time.perf_counter()
+        for item in bar:
+            index, x = item[0], item[1]
+            batch = Batch(x=x, y=item[2] if loss.needs_labels else None,
+                          guidance=guide(index, x) if guide is not None else None)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, cfg)
+            logits, features = forward_with_features(model, x)
+            value, parts = loss(logits, features, batch)
+            if not torch.isfinite(value):
+                raise TrainingError(
+                    f"non-finite training loss ({value.item()}) at epoch {epoch + 1}, step {step}; "
+                    "lower the learning rate (--lr)" + (". The last good epoch's state is kept in "
+                    f"{run_path}; fix the setting and use --resume" if run_path else ""))
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+            step += 1
+            b = x.shape[0]
+            for k, v in {"loss": value.item(), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v * b
+            correct += (logits.argmax(1) == loss.targets(batch)).sum().item()
+            seen += b
+            bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", acc=f"{correct / seen:.3f}")
+        record = {"epoch": epoch + 1, "lr": lr_at(step, total_steps, cfg),
+                  "epoch_seconds": time.perf_counter() - epoch_t0,
+                  **{f"train_{k}": v / max(seen, 1) for k, v in sums.items()},
+                  "train_acc": correct / max(seen, 1)}
+        if evaluate is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            record.update(evaluate(model))
+        result.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if run_path is not None:
+            with open(run_path / LOG_FILE, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            _save_state(run_path, epoch + 1, model, loss, optimizer, result.history, fingerprint)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _save_state(run: Path, epoch: int, model: nn.Module, loss: TrainLoss,
+                optimizer: torch.optim.Optimizer, history: list[dict], fingerprint: str) -> None:
+    state = {"epoch": epoch, "model": model.state_dict(), "loss": loss.state_dict(),
+             "optimizer": optimizer.state_dict(), "history": json.dumps(history),
+             "fingerprint": fingerprint}
+    with atomic_path(run / STATE_FILE) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_state(run: Path, model: nn.Module, loss: TrainLoss, optimizer: torch.optim.Optimizer,
+                fingerprint: str) -> tuple[int, list[dict]]:
+    state = torch.load(run / STATE_FILE, map_location="cpu", weights_only=True)
+    if state.get("fingerprint", "") != fingerprint:
+        raise TrainingError(
+            f"cannot resume {run}: its state was written by a different configuration. "
+            "Resume with the same settings, or start a fresh run directory")
+    model.load_state_dict(state["model"])
+    loss.load_state_dict(state["loss"])
+    optimizer.load_state_dict(state["optimizer"])
+    history = json.loads(state["history"])
+    # The log is rewritten from the state so a crash between log and state cannot duplicate lines.
+    with atomic_path(run / LOG_FILE) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+    return int(state["epoch"]), history
