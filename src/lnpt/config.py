@@ -55,7 +55,9 @@ class PruneConfig:
     criterion: str = _f("lnpt", "pruning criterion (see `lnpt list criteria`)")
     sparsity: float = _f(0.9, "fraction of prunable weights removed, in [0, 1)")
     scope: str = _f("global", "rank scores across all layers or within each layer", ("global", "layer"))
-    rounds: int = _f(1, "scoring rounds (1 = one-shot; K > 1 = exponential density schedule d^(k/K))")
+    rounds: int | None = _f(None, "scoring rounds (1 = one-shot; K > 1 = exponential density schedule d^(k/K), "
+                                  "rescoring under the current mask); none = the criterion's own default "
+                                  "(100 for synflow as in its paper, 1 for the others)")
     batches: int = _f(4, "number of unlabeled scoring batches")
     score_batch_size: int = _f(256, "batch size of the scoring batches")
     score_tau: float = _f(4.0, "temperature of the feature smoothing in the LNPT score")
@@ -65,6 +67,8 @@ class PruneConfig:
     prune_first: bool = _f(True, "also prune the first layer")
     prune_classifier: bool = _f(False, "also prune the final classifier (dense by default, as Synaptic-Flow)")
     min_kept: int = _f(1, "layer-collapse guard: every prunable layer keeps at least this many weights")
+    score_ce_weight: float = _f(0.0, "weight of the teacher pseudo-label cross-entropy added to L_fm in the "
+                                     "lnpt scores, so the classifier gets a score (needed with --prune-classifier)")
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ def _section_from(cls: type, values: dict, where: str) -> Any:
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"unknown config key {where}{unknown[0]!r}; known in this section: {', '.join(sorted(names))}")
+        raise ConfigError(f"unknown config key '{where}{unknown[0]}'; known in this section: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(v, hints[k], where + k) for k, v in values.items()}
     obj = cls(**kwargs)
     validate_section(obj)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DatasetNotFoundError
-from .download import download_files
+from .download import data_root, download_files
 from .idx import read_idx
 from .info import DatasetInfo, RawData
 from .registry import DATASETS
@@ -61,9 +61,17 @@ def candidate_dirs(name: str, data_dir: Path | None) -> list[Path]:
 
 
 def default_download_dir(name: str, data_dir: Path | None) -> Path:
-    root = data_dir or (Path(os.environ["LNPT_DATA"]) if os.environ.get("LNPT_DATA")
-                        else Path.home() / ".cache" / "lnpt")
-    return root / name
+    return data_root(data_dir) / name
+
+
+def _not_found(name: str, looked: list[Path], why: str) -> DatasetNotFoundError:
+    hint = ("apt-get install dataset-fashion-mnist" if name == "fashion-mnist"
+            else f"put the four IDX files of {name} in one folder")
+    return DatasetNotFoundError(
+        f"{name} not found (looked in: {', '.join(str(d) for d in looked)}) and {why}. "
+        f"Fix: {hint}, or pass --data-dir / set LNPT_DATA to a folder holding "
+        f"{', '.join(FILES.values())} (optionally .gz)"
+    )
 
 
 def load_idx_dataset(name: str, data_dir: Path | None, info: DatasetInfo,
@@ -74,20 +82,31 @@ def load_idx_dataset(name: str, data_dir: Path | None, info: DatasetInfo,
         target = default_download_dir(name, data_dir)
         if _complete(target):
             folder = target
-        elif download:
+        elif not download:
+            raise _not_found(name, dirs + [target], "downloading is switched off")
+        else:
             try:
                 download_files(MIRRORS[name], [s + ".gz" for s in FILES.values()], target)
                 folder = target
             except OSError as exc:
-                looked = ", ".join(str(d) for d in dirs + [target])
-                hint = ("apt-get install dataset-fashion-mnist" if name == "fashion-mnist"
-                        else f"put the four IDX files of {name} in one folder")
-                raise DatasetNotFoundError(
-                    f"{name} not found (looked in: {looked}) and the download failed ({exc}). "
-                    f"Fix: {hint}, or pass --data-dir / set LNPT_DATA to a folder holding "
-                    f"{', '.join(FILES.values())} (optionally .gz)"
-                ) from None
-    arrays = {k: read_idx(_find_file(folder, stem)) for k, stem in FILES.items()}  # type: ignore[arg-type]
+                raise _not_found(name, dirs + [target], f"the download failed ({exc})") from None
+    arrays = {}
+    for key, stem in FILES.items():
+        path = _find_file(folder, stem)
+        try:
+            arrays[key] = read_idx(path)  # type: ignore[arg-type]
+        except (OSError, EOFError, ValueError) as exc:  # bad gzip, truncated, not IDX
+            raise DatasetNotFoundError(
+                f"{path} is corrupted ({exc}); delete it so that it is downloaded again, or "
+                f"replace it with a good copy"
+            ) from None
+    for split in ("train", "test"):
+        nx, ny = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if nx.ndim != 3 or ny.ndim != 1 or nx.shape[0] != ny.shape[0]:
+            raise DatasetNotFoundError(
+                f"{name} files in {folder} do not match: {split} images have shape {nx.shape}, "
+                f"labels {ny.shape}; expected (N, H, W) images and N labels"
+            )
     return RawData(
         train_x=torch.from_numpy(arrays["train_x"]).unsqueeze(1),
         train_y=torch.from_numpy(arrays["train_y"].astype("int64")),

@@ -64,6 +64,10 @@ class LabeledSet(_Images):
         """The same images without their labels."""
         return UnlabeledView(self._images, self.info)
 
+    def with_labels(self, labels: torch.Tensor) -> "LabeledSet":
+        """The same images with other labels (e.g. scrambled, to prove a path is label-free)."""
+        return LabeledSet(self._images, labels, self.info)
+
     def subset(self, index: torch.Tensor) -> "LabeledSet":
         return LabeledSet(self._images[index], self._labels[index], self.info)
 

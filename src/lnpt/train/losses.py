@@ -30,6 +30,7 @@ class Batch:
 class LossContext:
     student_dim: int
     teacher_dim: int | None
+    seed: int = 0
 
 
 class TrainLoss(nn.Module):
@@ -78,7 +79,7 @@ class LnptLoss(TrainLoss):
         super().__init__()
         self.beta, self.tau = cfg.beta, cfg.tau
         self.distance, self.smoothing = cfg.distance, cfg.smoothing
-        self.adapter = FeatureAdapter(ctx.student_dim, ctx.teacher_dim or ctx.student_dim)
+        self.adapter = FeatureAdapter(ctx.student_dim, ctx.teacher_dim or ctx.student_dim, ctx.seed)
 
     def forward(self, logits, features, batch):
         g = batch.guidance

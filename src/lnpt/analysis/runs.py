@@ -1,0 +1,159 @@
+"""Reading run directories written by ``lnpt run`` (and each cell of ``lnpt sweep``).
+
+A run directory holds ``config.json`` (the RunConfig as nested sections), ``metrics.jsonl``
+(one record per epoch), ``prune_report.json``, ``summary.json`` and ``final.pt``. Analysis
+only needs the JSON files, so it never imports torch and works on a copy of the folders
+without checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LnptError
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
+PRUNE_REPORT_FILE = "prune_report.json"
+SUMMARY_FILE = "summary.json"
+
+
+class RunDirError(LnptError):
+    """A folder given as a run directory is not one, or holds a file that cannot be read."""
+
+
+@dataclass
+class Run:
+    """One run directory, parsed. ``history`` is the list of per-epoch records in order."""
+
+    path: Path
+    config: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    summary: dict | None = None
+    prune_report: dict | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def setting(self, key: str, default: object = None) -> object:
+        """A flat setting (``"criterion"``, ``"seed"``) from whichever config section holds it."""
+        if key in self.config and not isinstance(self.config[key], dict):
+            return self.config[key]
+        for section in self.config.values():
+            if isinstance(section, dict) and key in section:
+                return section[key]
+        return default
+
+    def epochs(self) -> np.ndarray:
+        return np.array([r.get("epoch", i + 1) for i, r in enumerate(self.history)], dtype=float)
+
+    def series(self, key: str) -> np.ndarray:
+        """Per-epoch values of ``key``; NaN where an epoch did not log it (``eval_every`` > 1)."""
+        return np.array([_as_float(r.get(key)) for r in self.history], dtype=float)
+
+    def final(self, key: str) -> float:
+        """The last logged finite value of ``key`` (the final evaluation), else NaN."""
+        values = self.series(key)
+        finite = values[np.isfinite(values)]
+        return float(finite[-1]) if len(finite) else float("nan")
+
+    def at_epoch(self, key: str, epoch: int) -> float:
+        """The value of ``key`` logged at ``epoch`` (1-based, as in metrics.jsonl), else NaN."""
+        for i, r in enumerate(self.history):
+            if r.get("epoch", i + 1) == epoch:
+                return _as_float(r.get(key))
+        return float("nan")
+
+
+def _as_float(v: object) -> float:
+    if v is None or isinstance(v, bool):
+        return float("nan")
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise RunDirError(f"cannot parse {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path} must hold a JSON object")
+    return data
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Parse metrics.jsonl. A malformed *last* line (a run killed mid-append) is dropped;
+    a malformed line elsewhere is an error naming the file and line."""
+    lines = [(i + 1, s) for i, s in enumerate(path.read_text().splitlines()) if s.strip()]
+    records = []
+    for k, (lineno, text) in enumerate(lines):
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            if k == len(lines) - 1:
+                break
+            raise RunDirError(f"cannot parse {path} line {lineno}: {exc}") from None
+        if not isinstance(record, dict):
+            raise RunDirError(f"{path} line {lineno} must hold a JSON object")
+        records.append(record)
+    return records
+
+
+def load_run(path: str | Path) -> Run:
+    """Read one run directory; it must have a metrics.jsonl, the other files are optional."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunDirError(f"run directory {path} does not exist")
+    metrics = path / METRICS_FILE
+    if not metrics.is_file():
+        hint = ""
+        if any((p / METRICS_FILE).is_file() for p in path.iterdir() if p.is_dir()):
+            hint = f"; it holds run directories (a sweep?): pass them instead, e.g. {path}/*"
+        raise RunDirError(f"run directory {path} has no {METRICS_FILE} (is it an `lnpt run` output folder?){hint}")
+    return Run(path=path, config=_read_json(path / CONFIG_FILE) or {}, history=read_metrics(metrics),
+               summary=_read_json(path / SUMMARY_FILE), prune_report=_read_json(path / PRUNE_REPORT_FILE))
+
+
+def load_runs(paths: list[str | Path]) -> list[Run]:
+    if not paths:
+        raise RunDirError("no run directories given")
+    return [load_run(p) for p in paths]
+
+
+def run_labels(runs: list[Run]) -> list[str]:
+    """Short legend labels: the settings that differ between runs ("criterion=snip, seed=1"),
+    falling back to folder names when the configs do not tell the runs apart."""
+    flat = [_flatten(r.config) for r in runs]
+    keys = sorted({k for f in flat for k in f})
+    varying = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
+    labels = [", ".join(f"{k}={_fmt(f.get(k))}" for k in varying) for f in flat]
+    if len(runs) > 1 and all(labels) and len(set(labels)) == len(labels):
+        return labels
+    names = [r.name for r in runs]
+    return names if len(set(names)) == len(names) else [str(r.path) for r in runs]
+
+
+def _flatten(config: dict) -> dict:
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.update(v)
+        else:
+            out[k] = v
+    return out
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float) and not math.isnan(v):
+        return f"{v:g}"
+    return str(v)

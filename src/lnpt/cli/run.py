@@ -1,0 +1,40 @@
+"""``lnpt run``: prune + train + evaluate one student, from a config file plus flag overrides."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import SECTIONS, RunConfig, load_config_file, replace_flat
+from .options import add_section_args, overrides
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="prune a student with teacher guidance, train it label-free, evaluate",
+        description="Prune at initialisation, train and evaluate one student. Settings come from "
+                    "--config (TOML/YAML/JSON with sections data, model, teacher, prune, train) and "
+                    "are overridden by flags.")
+    p.add_argument("--config", help="run configuration file (.toml, .yaml, .json)")
+    p.add_argument("--out", help="run directory (default: runs/<model>-<criterion>-s<sparsity>-<loss>-seed<seed>-<hash>)")
+    p.add_argument("--resume", action="store_true", help="continue a stopped run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="seed of init, scoring and training order (default: 0)")
+    for cls in SECTIONS.values():
+        add_section_args(p, cls)
+    p.set_defaults(func=_run)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    base = load_config_file(args.config) if getattr(args, "config", None) else RunConfig()
+    return replace_flat(base, overrides(args, *SECTIONS.values()))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..pipeline import default_run_name, run_pipeline
+
+    cfg = config_from_args(args)
+    out = Path(args.out) if args.out else Path("runs") / default_run_name(cfg)
+    summary = run_pipeline(cfg, out, resume=args.resume, progress=not args.no_progress)
+    print((out / "summary.md").read_text())
+    print(f"run directory: {out}")
+    return 0 if summary else 1

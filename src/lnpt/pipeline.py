@@ -1,0 +1,141 @@
+"""The main job: prune a student at initialisation with teacher guidance, train it, evaluate.
+
+Data flows one way: config -> data + student + teacher -> criterion scores -> masks -> masked
+student -> trainer (+ teacher guidance) -> run directory. A run directory holds:
+
+- ``config.json``       the full RunConfig used
+- ``student_init.pt``   the masked, untrained student (initial weights and masks)
+- ``prune_report.json`` / ``prune_report.md``  per-layer kept fractions, params, MACs, time
+- ``metrics.jsonl``     one record per epoch; ``train_state.pt`` the resumable state
+- ``final.pt``          the trained student (an lnpt checkpoint)
+- ``summary.json`` / ``summary.md``  written last: its presence means the run finished
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .atomic import write_text
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig, to_dict
+from .data import load_data
+from .errors import ConfigError
+from .models import create_model, feature_dim
+from .analysis.metrics import effective_weights
+from .teachers import check_compatible, load_teacher
+from .train import Evaluator, LossContext, create_loss, fit
+
+SUMMARY = "summary.json"
+
+
+def fingerprint(cfg: RunConfig) -> str:
+    """A short stable hash of every setting: names run folders, guards resumes."""
+    return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def default_run_name(cfg: RunConfig) -> str:
+    return (f"{cfg.model.model}-{cfg.prune.criterion}-s{cfg.prune.sparsity:g}-{cfg.train.loss}"
+            f"-seed{cfg.seed}-{fingerprint(cfg)}")
+
+
+def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Prune, train and evaluate one student as ``cfg`` says; return the summary.
+
+    With ``resume``, a run directory written by the same configuration continues where it
+    stopped (the pruned student is reloaded, not re-scored); a finished run is returned as is.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise ConfigError(f"run directory {out} already exists and is not empty; pass --resume to "
+                          "continue it or choose another --out")
+    if resume and (out / SUMMARY).is_file():
+        summary = json.loads((out / SUMMARY).read_text())
+        if summary.get("fingerprint") != fingerprint(cfg):
+            raise ConfigError(f"cannot resume {out}: it was run with a different configuration")
+        return summary
+    if resume and (out / "config.json").is_file():
+        saved = json.loads((out / "config.json").read_text())
+        if saved != to_dict(cfg):
+            changed = sorted(k for k in saved if saved.get(k) != to_dict(cfg).get(k))
+            raise ConfigError(f"cannot resume {out}: it was run with a different configuration "
+                              f"(sections differing: {', '.join(changed)})")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
+
+    d = cfg.data
+    data = load_data(d.dataset, d.data_dir, d.val_fraction, d.split_seed, d.train_subset, d.test_subset)
+    teacher = load_teacher(cfg.teacher.teacher, d.dataset, token=cfg.teacher.teacher_token,
+                           timeout=cfg.teacher.teacher_timeout, retry_budget=cfg.teacher.teacher_retry_budget)
+    check_compatible(teacher.info, data.info)
+
+    init_path = out / "student_init.pt"
+    if resume and init_path.is_file() and (out / "prune_report.json").is_file():
+        student = load_checkpoint(init_path).build()
+        report = json.loads((out / "prune_report.json").read_text())
+    else:
+        torch.manual_seed(cfg.seed)
+        student = create_model(cfg.model.model, data.info.input_shape, data.info.num_classes,
+                               cfg.model.width, seed=cfg.seed)
+        report = _prune(student, cfg, data, teacher)
+        save_checkpoint(init_path, student, cfg.model.model, cfg.model.width, data.info,
+                        extra={"fingerprint": fingerprint(cfg)})
+        write_text(out / "prune_report.json", json.dumps(report, indent=2))
+    init_weights = effective_weights(student)
+
+    loss = create_loss(cfg.train, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed))
+    evaluator = Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.train.tau)
+    result = fit(student, loss, data.train, cfg.train, batch_size=d.batch_size, augment=d.augment,
+                 seed=cfg.seed, teacher=teacher if loss.needs_teacher else None,
+                 teacher_cache=cfg.teacher.teacher_cache, evaluate=evaluator, run_dir=out,
+                 resume=resume, fingerprint=fingerprint(cfg), progress=progress)
+    final = result.final
+    accs = [r["test_acc"] for r in result.history if "test_acc" in r]
+    summary = {
+        "final_acc": final.get("test_acc"), "best_acc": max(accs) if accs else None,
+        "teacher_agreement": final.get("teacher_agreement"), "gap": final.get("gap"),
+        "sparsity": report.get("sparsity", 0.0), "params": report.get("params_after"),
+        "params_dense": report.get("params_before"), "macs": report.get("macs_after"),
+        "macs_dense": report.get("macs_before"), "criterion": cfg.prune.criterion,
+        "loss": cfg.train.loss, "model": cfg.model.model, "width": cfg.model.width,
+        "dataset": d.dataset, "seed": cfg.seed, "epochs": cfg.train.epochs,
+        "teacher": {"model": teacher.info.model, "accuracy": teacher.info.accuracy},
+        "train_seconds": sum(r.get("epoch_seconds", 0.0) for r in result.history),
+        "seconds": time.perf_counter() - t0, "fingerprint": fingerprint(cfg),
+    }
+    save_checkpoint(out / "final.pt", student, cfg.model.model, cfg.model.width, data.info,
+                    metrics={"test_acc": summary["final_acc"]}, extra={"fingerprint": fingerprint(cfg)})
+    write_text(out / "summary.md", summary_markdown(summary))
+    write_text(out / SUMMARY, json.dumps(summary, indent=2))
+    return summary
+
+
+def _prune(student: torch.nn.Module, cfg: RunConfig, data, teacher) -> dict:
+    """Apply the configured criterion; sparsity 0 keeps the student dense."""
+    from .pruning import prune_at_init
+
+    labeled = data.train if cfg.prune.label_source == "true" else None
+    report = prune_at_init(student, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
+    return report.to_dict()
+
+
+def summary_markdown(s: dict) -> str:
+    def pct(v: Any) -> str:
+        return "n/a" if v is None else f"{100 * v:.2f}%"
+
+    rows = [
+        ("student", f"{s['model']} (width {s['width']:g}) on {s['dataset']}"),
+        ("pruning", f"{s['criterion']} at {pct(s['sparsity'])} sparsity"),
+        ("training", f"loss `{s['loss']}`, {s['epochs']} epochs"),
+        ("final test accuracy", pct(s["final_acc"])), ("best test accuracy", pct(s["best_acc"])),
+        ("teacher agreement", pct(s["teacher_agreement"])),
+        ("parameters (kept / dense)", f"{s['params']} / {s['params_dense']}"),
+        ("MACs (kept / dense)", f"{s['macs']} / {s['macs_dense']}"),
+        ("wall time", f"{s['seconds']:.1f} s"),
+    ]
+    return "# Run summary\n\n| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)

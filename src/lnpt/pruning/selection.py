@@ -1,0 +1,139 @@
+"""Scores -> masks: the one function every criterion's scores go through.
+
+Criteria only score; choosing what to keep lives here, so all criteria are compared under the
+same rules: exact kept counts (a stable sort breaks ties by position, so equal scores never
+make the count drift), global or layer-wise scope, a layer-collapse guard, and the exponential
+density schedule of iterative pruning (SPEC.md §2).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..errors import PruningError
+from .masks import Masks
+
+SCOPES = ("global", "layer")
+
+
+@dataclass(frozen=True)
+class CollapseEvent:
+    """A layer the ranking alone would have left with fewer than ``min_kept`` weights."""
+
+    layer: str
+    size: int
+    would_keep: int
+    kept: int
+    round: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def keep_count(total: int, density: float) -> int:
+    """How many of ``total`` weights a density keeps: ``round(density * total)``, half up.
+
+    One formula everywhere, so a test (or a reader) can predict the count exactly.
+    """
+    return min(total, max(0, int(math.floor(density * total + 0.5))))
+
+
+def density_schedule(density: float, rounds: int) -> list[float]:
+    """Per-round densities ``d^(k/K)``, k = 1..K: exponential, ending exactly at ``d``.
+
+    Pruning a constant fraction of what is left each round (rather than a constant count)
+    is what SynFlow and iterative magnitude pruning do; it avoids cutting most of the network
+    in the first round, when the scores are least informed by the mask.
+    """
+    if rounds < 1:
+        raise PruningError(f"rounds must be >= 1, got {rounds}")
+    if not 0.0 < density <= 1.0:
+        raise PruningError(f"density must be in (0, 1], got {density}")
+    out = [density ** (k / rounds) for k in range(1, rounds + 1)]
+    out[-1] = density
+    return out
+
+
+def check_finite(scores: dict[str, torch.Tensor], criterion: str = "criterion") -> None:
+    """Refuse NaN/inf scores: ranking them would silently produce an arbitrary mask."""
+    for name, s in scores.items():
+        if not bool(torch.isfinite(s).all()):
+            bad = int((~torch.isfinite(s)).sum())
+            raise PruningError(
+                f"{criterion} produced {bad} non-finite score(s) (NaN or inf) for {name}; the student's "
+                "weights, the scoring inputs or the teacher's outputs hold NaN/inf or overflow "
+                "(try another seed, a smaller --score-tau, or --score-distance mse)")
+
+
+def select_masks(scores: dict[str, torch.Tensor], density: float, scope: str = "global",
+                 min_kept: int = 1, previous: Masks | None = None,
+                 round_index: int = 0) -> tuple[Masks, list[CollapseEvent]]:
+    """Keep the highest scores: ``keep_count(total, density)`` of them, globally or per layer.
+
+    ``previous`` masks (iterative pruning) exclude weights already pruned, so a later round
+    never revives one. The collapse guard reserves each layer's ``min_kept`` best weights
+    before the ranking fills the rest of the budget, so the global count stays exact; if the
+    reservations alone exceed the budget, they win and the event says so.
+    """
+    if scope not in SCOPES:
+        raise PruningError(f"unknown scope {scope!r}; known: {', '.join(SCOPES)}")
+    if not scores:
+        raise PruningError("nothing to prune: the model has no prunable weights under these settings")
+    check_finite(scores)
+    names = list(scores)
+    flat = [scores[n].detach().reshape(-1).to(torch.float64) for n in names]
+    alive = [(previous[n].reshape(-1) != 0) if previous is not None and n in previous
+             else torch.ones(f.numel(), dtype=torch.bool) for n, f in zip(names, flat)]
+    flat = [torch.where(a, f, torch.full_like(f, -math.inf)) for f, a in zip(flat, alive)]
+    if scope == "global":
+        kept, events = _select_global(names, flat, alive, density, min_kept, round_index)
+    else:
+        kept, events = _select_layerwise(names, flat, alive, density, min_kept, round_index)
+    masks = {n: k.to(torch.float32).reshape(scores[n].shape) for n, k in zip(names, kept)}
+    return masks, events
+
+
+def _top(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of the ``k`` largest values; ties go to the lower index (stable sort)."""
+    keep = torch.zeros(values.numel(), dtype=torch.bool)
+    if k > 0:
+        order = torch.sort(values, descending=True, stable=True).indices
+        keep[order[:k]] = True
+    return keep
+
+
+def _select_global(names, flat, alive, density, min_kept, round_index):
+    sizes = [f.numel() for f in flat]
+    allv = torch.cat(flat)
+    k = keep_count(allv.numel(), density)
+    keep = _top(allv, k)
+    parts = list(torch.split(keep, sizes))
+    floors = [min(min_kept, int(a.sum())) for a in alive]
+    short = [i for i, (p, m) in enumerate(zip(parts, floors)) if int(p.sum()) < m]
+    if not short:
+        return parts, []
+    would = {i: int(parts[i].sum()) for i in short}
+    # Reserve each layer's best `floor` weights (score -> +inf), then rank again.
+    guarded = []
+    for f, m in zip(flat, floors):
+        g = f.clone()
+        g[_top(f, m)] = math.inf
+        guarded.append(g)
+    keep = _top(torch.cat(guarded), max(k, sum(floors)))
+    parts = list(torch.split(keep, sizes))
+    events = [CollapseEvent(names[i], sizes[i], would[i], int(parts[i].sum()), round_index) for i in short]
+    return parts, events
+
+
+def _select_layerwise(names, flat, alive, density, min_kept, round_index):
+    parts, events = [], []
+    for name, f, a in zip(names, flat, alive):
+        k = keep_count(f.numel(), density)
+        floor = min(min_kept, int(a.sum()))
+        if k < floor:
+            events.append(CollapseEvent(name, f.numel(), k, floor, round_index))
+            k = floor
+        parts.append(_top(f, k))
+    return parts, events

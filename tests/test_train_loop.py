@@ -1,0 +1,146 @@
+"""The trainer: label-free for real, masks that hold, bit-identical resume, clean failure."""
+import json
+
+import pytest
+import torch
+
+from lnpt.config import TrainConfig
+from lnpt.errors import TrainingError
+from lnpt.models import create_model, feature_dim
+from lnpt.pruning.masks import apply_masks
+from lnpt.train import LossContext, create_loss, fit
+from lnpt.train.losses import PseudoLabel
+
+
+def _student(digits, seed=1):
+    return create_model("lenet5", digits.info.input_shape, digits.info.num_classes, seed=seed)
+
+
+def _fit(digits, teacher, model, cfg, **kw):
+    loss = create_loss(cfg, LossContext(feature_dim(model), teacher.info.feature_dim))
+    return fit(model, loss, kw.pop("train_set", digits.train), cfg, batch_size=64, seed=3,
+               teacher=teacher, progress=False, **kw), loss
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_label_free_training_is_bit_identical_with_scrambled_labels(digits, digits_teacher):
+    cfg = TrainConfig(loss="lnpt", epochs=2, lr=0.05)
+    scrambled = digits.train.with_labels(digits.train.labels[torch.randperm(len(digits.train))].flip(0))
+    assert (scrambled.labels != digits.train.labels).float().mean() > 0.5
+    a, b = _student(digits), _student(digits)
+    _fit(digits, digits_teacher, a, cfg)
+    _fit(digits, digits_teacher, b, cfg, train_set=scrambled)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_supervised_training_does_see_the_labels(digits, digits_teacher):
+    # The counterpart of the test above: it would pass vacuously if labels never mattered.
+    cfg = TrainConfig(loss="supervised", epochs=1)
+    scrambled = digits.train.with_labels(digits.train.labels.roll(1))
+    a, b = _student(digits), _student(digits)
+    _fit(digits, digits_teacher, a, cfg)
+    _fit(digits, digits_teacher, b, cfg, train_set=scrambled)
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_label_free_training_learns(digits, digits_teacher):
+    from lnpt.train.evaluate import accuracy
+
+    model = _student(digits)
+    _fit(digits, digits_teacher, model, TrainConfig(loss="lnpt", epochs=6, lr=0.05))
+    assert accuracy(model, digits.test)["acc"] > 0.8
+
+
+def test_masks_hold_through_training_with_momentum_and_weight_decay(digits, digits_teacher):
+    model = _student(digits)
+    g = torch.Generator().manual_seed(0)
+    masks = {n: (torch.rand(p.shape, generator=g) > 0.7).float()
+             for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1}
+    apply_masks(model, masks)
+    cfg = TrainConfig(loss="pseudo", epochs=1, lr=0.1, momentum=0.9, weight_decay=5e-3)
+    _fit(digits, digits_teacher, model, cfg)
+    modules = dict(model.named_modules())
+    for name, mask in masks.items():
+        mod, param = name.rsplit(".", 1)
+        w = getattr(modules[mod], param)
+        assert torch.count_nonzero(w[mask == 0]) == 0, name
+        assert torch.count_nonzero(w[mask == 1]) > 0.9 * mask.sum(), name
+
+
+def test_resume_after_kill_matches_uninterrupted_run(digits, digits_teacher, tmp_path):
+    cfg = TrainConfig(loss="lnpt", epochs=4, lr=0.05)
+    full = _student(digits)
+    _fit(digits, digits_teacher, full, cfg, run_dir=tmp_path / "full", fingerprint="x")
+
+    killed = _student(digits)
+
+    def kill_after_two(record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _fit(digits, digits_teacher, killed, cfg, run_dir=tmp_path / "resumed", fingerprint="x",
+             on_epoch=kill_after_two)
+    # The kill happened before epoch 2 was saved: the state holds epoch 1.
+    resumed = _student(digits, seed=99)  # a fresh process would start from other weights
+    result, _ = _fit(digits, digits_teacher, resumed, cfg, run_dir=tmp_path / "resumed",
+                     fingerprint="x", resume=True)
+    for (k, va), vb in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(va, vb), k
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+    assert len(result.history) == 4
+
+
+def test_resume_refuses_another_configuration(digits, digits_teacher, tmp_path):
+    cfg = TrainConfig(loss="pseudo", epochs=1)
+    _fit(digits, digits_teacher, _student(digits), cfg, run_dir=tmp_path, fingerprint="a")
+    with pytest.raises(TrainingError, match="different configuration"):
+        _fit(digits, digits_teacher, _student(digits), cfg, run_dir=tmp_path, fingerprint="b", resume=True)
+
+
+class _ExplodesInEpochTwo(PseudoLabel):
+    def __init__(self, steps_per_epoch):
+        super().__init__()
+        self.calls, self.limit = 0, steps_per_epoch + 2
+
+    def forward(self, logits, features, batch):
+        value, parts = super().forward(logits, features, batch)
+        self.calls += 1
+        return (value * float("nan") if self.calls >= self.limit else value), parts
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_state(digits, digits_teacher, tmp_path):
+    model = _student(digits)
+    cfg = TrainConfig(loss="pseudo", epochs=3)
+    loss = _ExplodesInEpochTwo(steps_per_epoch=-(-len(digits.train) // 64))
+    with pytest.raises(TrainingError, match="non-finite training loss .* epoch 2"):
+        fit(model, loss, digits.train, cfg, batch_size=64, teacher=digits_teacher, run_dir=tmp_path,
+            progress=False)
+    state = torch.load(tmp_path / "train_state.pt", weights_only=True)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_teacher_cache_calls_the_teacher_once_per_sample(digits, digits_teacher):
+    calls = []
+
+    class Counting:
+        info = digits_teacher.info
+
+        def guide(self, x):
+            calls.append(x.shape[0])
+            return digits_teacher.guide(x)
+
+    model = _student(digits)
+    cfg = TrainConfig(loss="lnpt", epochs=3)
+    loss = create_loss(cfg, LossContext(feature_dim(model), digits_teacher.info.feature_dim))
+    fit(model, loss, digits.train, cfg, batch_size=64, teacher=Counting(), teacher_cache=True, progress=False)
+    assert sum(calls) == len(digits.train)
+    calls.clear()
+    fit(_student(digits), loss, digits.train, cfg, batch_size=64, teacher=Counting(), augment=True, progress=False)
+    assert sum(calls) == 3 * len(digits.train)  # augmented inputs change: never cached
