@@ -37,6 +37,8 @@ def test_choices_are_checked():
 def test_flat_overrides_go_to_their_section():
     cfg = replace_flat(RunConfig(), {"sparsity": 0.5, "epochs": 7, "seed": 2, "model": "resnet20"})
     assert (cfg.prune.sparsity, cfg.train.epochs, cfg.seed, cfg.model.model) == (0.5, 7, 2, "resnet20")
+    kept = replace_flat(run_config_from_dict({"seed": 5}), {"epochs": 1})
+    assert kept.seed == 5  # a seed from a file survives overrides of other settings
     with pytest.raises(ConfigError, match="unknown setting 'sparsty'"):
         replace_flat(RunConfig(), {"sparsty": 0.5})
 

@@ -8,13 +8,13 @@ classes), the dataset's normalisation, metrics and the library version. Writes a
 from __future__ import annotations
 
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
 from .atomic import atomic_path
 from .data.info import DatasetInfo
@@ -38,13 +38,32 @@ class Checkpoint:
 
     def build(self) -> nn.Module:
         """Rebuild the network (masks included) and load its weights."""
-        model = create_model(self.model_name, self.dataset.input_shape, self.dataset.num_classes, self.width)
-        prepare_for_masks(model, self.masked)
         try:
+            model = create_model(self.model_name, self.dataset.input_shape, self.dataset.num_classes,
+                                 self.width)
+        except (KeyError, ValueError) as exc:  # unknown model name (lists the known), bad width
+            raise CheckpointError(f"checkpoint describes a model lnpt cannot build: {exc}") from None
+        try:
+            prepare_for_masks(model, self.masked)
             model.load_state_dict(self.state_dict)
-        except RuntimeError as exc:
-            raise CheckpointError(f"checkpoint weights do not fit {self.model_name} (width {self.width}): {exc}") from None
+        except (RuntimeError, KeyError, AttributeError) as exc:
+            raise CheckpointError(f"checkpoint weights do not fit {self.model_name} (width {self.width}): "
+                                  f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        _refresh_masked_weights(model)
         return model
+
+
+def _refresh_masked_weights(model: nn.Module) -> None:
+    """Recompute ``weight = weight_orig * weight_mask`` now rather than at the next forward.
+
+    torch's pruning hook sets the plain ``weight`` attribute only when a forward runs, so right
+    after ``load_state_dict`` it still holds the fresh initialisation; code that reads weights
+    before any forward (sparsity reports, weight distances, magnitude scores) would see those.
+    """
+    for module in model.modules():
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, prune.BasePruningMethod):
+                hook(module, ())
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, width: float,
@@ -70,11 +89,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's message starts with advice to retry with weights_only=False; never pass that on.
+        culprit = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln), None)
+        if culprit is None:
+            raise CheckpointError(f"{path} is corrupted or not a checkpoint (not a readable "
+                                  "torch file)") from None
         raise CheckpointError(
-            f"{path} is not a safe lnpt checkpoint: it holds objects that would need arbitrary "
-            f"code to load ({str(exc).splitlines()[0]}). Refusing to load it."
+            f"{path} is not a safe lnpt checkpoint: it names code to run while loading "
+            f"({culprit}). Refusing to load it; nothing in it was executed."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001  fuzzing shows struct.error, IndexError, KeyError,
+        # AssertionError, UnicodeDecodeError, … from a damaged file: all mean "unreadable".
         raise CheckpointError(f"{path} is corrupted or not a checkpoint ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -82,6 +107,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                               "train one with `lnpt teacher train`")
     if int(payload.get("format_version", 0)) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer lnpt (format {payload['format_version']}); upgrade lnpt")
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path} has no valid 'state_dict' (a dict of parameter name -> tensor)")
     try:
         return Checkpoint(
             model_name=str(payload["model"]["name"]), width=float(payload["model"]["width"]),

@@ -201,7 +201,7 @@ def load_config_file(path: str | Path) -> RunConfig:
 def replace_flat(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """Apply flat overrides (``{"sparsity": 0.95}``) to the section that owns each key."""
     sections = {name: getattr(cfg, name) for name in SECTIONS}
-    top: dict[str, Any] = {}
+    top: dict[str, Any] = {"seed": cfg.seed}
     for key, value in overrides.items():
         if key == "seed":
             top["seed"] = value

@@ -64,15 +64,15 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
             changed = sorted(k for k in saved if saved.get(k) != to_dict(cfg).get(k))
             raise ConfigError(f"cannot resume {out}: it was run with a different configuration "
                               f"(sections differing: {', '.join(changed)})")
-    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
-
+    # Everything that can be refused is checked before the run directory is created.
     d = cfg.data
     data = load_data(d.dataset, d.data_dir, d.val_fraction, d.split_seed, d.train_subset, d.test_subset)
     teacher = load_teacher(cfg.teacher.teacher, d.dataset, token=cfg.teacher.teacher_token,
                            timeout=cfg.teacher.teacher_timeout, retry_budget=cfg.teacher.teacher_retry_budget)
     check_compatible(teacher.info, data.info)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
 
     init_path = out / "student_init.pt"
     if resume and init_path.is_file() and (out / "prune_report.json").is_file():

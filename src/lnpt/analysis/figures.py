@@ -34,7 +34,7 @@ def save_figure(fig: Figure, out_dir: Path, stem: str, formats: Sequence[str] = 
     for fmt in formats:
         path = Path(out_dir) / f"{stem}.{fmt}"
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=150)  # constrained layout already fits
         paths.append(path)
     return paths
 
@@ -75,8 +75,9 @@ def weight_escape_figure(runs: list[Run], out_dir: Path, stem: str = "weight_esc
             ax.text(0.5, 0.5, f"no '{key}' logged", ha="center", va="center", transform=ax.transAxes, color="grey")
     axes[-1].set_xlabel("epoch")
     axes[0].set_title("Weight escape: distance from init vs learning gap vs accuracy")
-    if len(runs) <= 12:
-        axes[0].legend(fontsize=7, loc="best", framealpha=0.8)
+    if len(runs) <= 12:  # below the panels, so the legend never hides a curve
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside lower center", ncols=min(2, len(names)) or 1, fontsize=7)
     else:
         axes[0].text(0.01, 0.97, f"{len(runs)} runs (colour = run order)", transform=axes[0].transAxes,
                      fontsize=7, va="top")

@@ -7,12 +7,16 @@ not ("weight escape"), which :mod:`lnpt.analysis.correlate` tests.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from ..models import forward_with_features
 from ..pruning.masks import get_masks
-from ..train.features import FeatureAdapter, feature_distance
+
+if TYPE_CHECKING:  # lnpt.train imports this module (its Evaluator); importing it back here
+    from ..train.features import FeatureAdapter  # at load time would be a cycle.
 
 
 def effective_weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -51,6 +55,8 @@ def learning_gap(model: nn.Module, inputs: list[torch.Tensor], teacher_features:
 
     The raw form needs equal feature sizes (or an adapter); it is NaN otherwise.
     """
+    from ..train.features import feature_distance  # late: see the TYPE_CHECKING note above
+
     was_training = model.training
     model.eval()
     total, raw, n = 0.0, 0.0, 0

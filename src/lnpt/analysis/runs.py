@@ -79,6 +79,27 @@ def _as_float(v: object) -> float:
         return float("nan")
 
 
+def prune_layers(report: dict | None) -> dict[str, dict]:
+    """Per-layer mask statistics of a prune report as ``{name: {kept, total, kept_fraction}}``.
+
+    Accepts both layouts in use: a mapping keyed by parameter name (with ``total``) and the
+    list of ``{"name", "size", "kept", "kept_fraction"}`` that :mod:`lnpt.pruning.report` writes.
+    """
+    layers = (report or {}).get("layers") or {}
+    items = layers.items() if isinstance(layers, dict) else \
+        ((x.get("name"), x) for x in layers if isinstance(x, dict))
+    out = {}
+    for name, x in items:
+        if not isinstance(x, dict) or name is None:
+            continue
+        kept, total = x.get("kept"), x.get("total", x.get("size"))
+        frac = x.get("kept_fraction")
+        if not isinstance(frac, (int, float)):
+            frac = kept / total if isinstance(kept, (int, float)) and total else float("nan")
+        out[str(name)] = {"kept": kept, "total": total, "kept_fraction": float(frac)}
+    return out
+
+
 def _read_json(path: Path) -> dict | None:
     if not path.is_file():
         return None
@@ -124,10 +145,17 @@ def load_run(path: str | Path) -> Run:
                summary=_read_json(path / SUMMARY_FILE), prune_report=_read_json(path / PRUNE_REPORT_FILE))
 
 
-def load_runs(paths: list[str | Path]) -> list[Run]:
+def load_runs(paths: list[str | Path], expand_sweeps: bool = False) -> list[Run]:
+    """Read several run directories. With ``expand_sweeps``, a folder that is not a run but
+    holds runs (a sweep directory) stands for all of them, in name order."""
     if not paths:
         raise RunDirError("no run directories given")
-    return [load_run(p) for p in paths]
+    dirs: list[Path] = []
+    for p in map(Path, paths):
+        cells = sorted(c for c in p.iterdir() if (c / METRICS_FILE).is_file()) \
+            if expand_sweeps and p.is_dir() and not (p / METRICS_FILE).is_file() else []
+        dirs += cells or [p]
+    return [load_run(p) for p in dirs]
 
 
 def run_labels(runs: list[Run]) -> list[str]:

@@ -9,7 +9,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "gap", help="correlate learning gap and weight distance with test accuracy (figures + report)",
         description="Reads run directories (metrics.jsonl per epoch) and writes gap.md, gap.json and "
                     "the weight-escape and gap-vs-accuracy figures (PNG and SVG).")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by `lnpt run`")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by `lnpt run`, or a sweep directory (all its runs)")
     p.add_argument("--out", required=True, help="output folder of the report")
     p.add_argument("--early-epoch", type=int, default=1,
                    help="epoch whose metrics are correlated with final accuracy across runs (default: 1)")
@@ -24,7 +24,7 @@ def _gap(args: argparse.Namespace) -> int:
         from ..errors import ConfigError
 
         raise ConfigError(f"--early-epoch must be >= 1, got {args.early_epoch}")
-    runs = load_runs(args.runs)
+    runs = load_runs(args.runs, expand_sweeps=True)
     write_gap_report(runs, args.out, early_epoch=args.early_epoch)
     print(f"wrote {args.out}/gap.md, gap.json, weight_escape.png/.svg, gap_vs_accuracy.png/.svg "
           f"({len(runs)} run(s))")

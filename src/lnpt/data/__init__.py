@@ -1,7 +1,7 @@
 """Datasets as in-memory uint8 tensors, splits, labeled and unlabeled views, augmentation."""
 from __future__ import annotations
 
-from . import digits, mnist_like  # noqa: F401  (registration side effect)
+from . import cifar, digits, imagefolder, mnist_like  # noqa: F401  (registration side effect)
 from .info import DatasetInfo, RawData
 from .registry import DATASETS
 from .splits import DataSplits, load_data

@@ -33,13 +33,26 @@ def download_files(mirrors: list[str], names: list[str], target: Path, timeout: 
             url = mirror.rstrip("/") + "/" + name
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as resp, atomic_path(target / name) as tmp:
-                    with open(tmp, "wb") as f:
-                        while chunk := resp.read(1 << 20):
-                            f.write(chunk)
+                    _stream(resp, tmp)
                 break
-            # HTTPException covers a connection closed before Content-Length (IncompleteRead),
-            # which is not an OSError.
+            # HTTPException (e.g. a malformed response) is not an OSError.
             except (OSError, http.client.HTTPException) as exc:
                 errors.append(f"{url}: {type(exc).__name__}: {exc}")
         else:
             raise OSError("; ".join(errors))
+
+
+def _stream(resp: http.client.HTTPResponse, path: Path) -> None:
+    """Copy the body to ``path``; a body shorter than its ``Content-Length`` is an error.
+
+    ``HTTPResponse.read(amt)`` returns short data rather than raising when the server closes
+    the connection early, so without this check a cut transfer would be kept as complete.
+    """
+    expected = resp.headers.get("Content-Length")
+    got = 0
+    with open(path, "wb") as f:
+        while chunk := resp.read(1 << 20):
+            f.write(chunk)
+            got += len(chunk)
+    if expected is not None and expected.isdigit() and got < int(expected):
+        raise OSError(f"incomplete download: got {got} of {expected} bytes")

@@ -2,7 +2,7 @@
 
 LNPT compares student and teacher *penultimate features*: the input of the final classifier
 layer. Rather than asking models to implement a method, we find that layer and read its input
-with a forward pre-hook, so any user ``nn.Module`` whose head ends in an ``nn.Linear`` works
+with a forward hook, so any user ``nn.Module`` whose head ends in an ``nn.Linear`` works
 unchanged. A model may name its head explicitly with a ``classifier`` attribute.
 """
 from __future__ import annotations
@@ -48,16 +48,18 @@ def feature_dim(model: nn.Module) -> int:
 class _Tap:
     def __init__(self) -> None:
         self.features: torch.Tensor | None = None
+        self.output_shape: torch.Size | None = None
 
-    def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    def __call__(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         self.features = inputs[0]
+        self.output_shape = output.shape
 
 
 @contextlib.contextmanager
 def tap_features(model: nn.Module) -> Iterator[_Tap]:
     """Within the block, ``tap.features`` holds the classifier input of the last forward."""
     tap = _Tap()
-    handle = find_classifier(model).register_forward_pre_hook(tap)
+    handle = find_classifier(model).register_forward_hook(tap)
     try:
         yield tap
     finally:
@@ -76,5 +78,14 @@ def forward_with_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tens
         raise RuntimeError(
             f"{type(model).__name__}.forward never called its classifier; "
             "the feature contract needs the final nn.Linear to produce the logits"
+        )
+    if tap.output_shape != logits.shape:
+        # "Last nn.Linear" follows registration order; a head defined before the body in
+        # __init__ would otherwise silently give the features of the wrong layer.
+        raise RuntimeError(
+            f"{type(model).__name__}: the layer taken as classifier ({classifier_name(model)!r}) "
+            f"outputs {tuple(tap.output_shape or ())}, but the model returns {tuple(logits.shape)}; "
+            "name the final nn.Linear `classifier` (or register it last) so that its input "
+            "is the penultimate features"
         )
     return logits, tap.features.flatten(1)

@@ -1,0 +1,58 @@
+"""``lnpt sweep CONFIG``: run every cell of a sweep file (skip finished, resume interrupted)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import SECTIONS
+from .options import add_section_args, overrides
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep", help="run a grid of runs from a sweep file (resumable, parallel with --jobs)",
+        description="A sweep file is a run configuration plus a [grid] table of setting = [values] "
+                    "and optional [[extra]] cells (see docs/ANALYSIS.md). Each cell is a run "
+                    "directory under --out; finished cells are skipped, interrupted ones resumed, "
+                    "failures recorded in failures.json. Flags override the base configuration.")
+    p.add_argument("config", metavar="CONFIG", help="sweep file (.toml, .yaml, .json)")
+    p.add_argument("--out", help="sweep directory (default: sweeps/<CONFIG name>)")
+    p.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes (default: 1)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per cell still printed)")
+    p.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="base seed (when not in the grid)")
+    for cls in SECTIONS.values():
+        add_section_args(p, cls)
+    p.set_defaults(func=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from ..analysis.runs import SUMMARY_FILE
+    from ..config import replace_flat
+    from ..errors import ConfigError
+    from ..experiments.grid import SweepSpec, load_sweep
+    from ..experiments.sweep import run_sweep
+
+    spec = load_sweep(args.config)
+    given = overrides(args, *SECTIONS.values())
+    clash = sorted(set(given) & (set(spec.grid) | {k for e in spec.extra for k in e}))
+    if clash:
+        raise ConfigError(f"--{clash[0].replace('_', '-')} is set per cell by the sweep file; edit the file instead")
+    if given:
+        spec = SweepSpec(replace_flat(spec.base, {"seed": spec.base.seed, **given}), spec.grid, spec.extra)
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    out = Path(args.out) if args.out else Path("sweeps") / Path(args.config).stem
+    cells = spec.cells()
+    if args.dry_run:
+        for cell in cells:
+            d = out / cell.name
+            state = "finished" if (d / SUMMARY_FILE).is_file() else "resume" if d.is_dir() else "new"
+            print(f"{state:9s} {cell.name}")
+        print(f"{len(cells)} cell(s) in {out}")
+        return 0
+    result = run_sweep(spec, out, jobs=args.jobs, progress=not args.no_progress, log=print if args.no_progress else None)
+    done, skipped, failed = (len(result.names(s)) for s in ("done", "skipped", "failed"))
+    print(f"sweep {out}: {done} run, {skipped} already finished, {failed} failed"
+          + (f" (see {out / 'failures.json'})" if failed else "") + f"; report: lnpt report {out}")
+    return 1 if failed else 0

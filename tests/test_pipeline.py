@@ -1,0 +1,94 @@
+"""`lnpt run` end to end on real data (digits) with a real teacher: the run directory, resume,
+refusals, and the CLI on top."""
+import json
+
+import pytest
+import torch
+
+from lnpt.checkpoint import load_checkpoint
+from lnpt.cli import main
+from lnpt.config import DataConfig, ModelConfig, PruneConfig, RunConfig, TeacherConfig, TrainConfig
+from lnpt.errors import ConfigError
+from lnpt.pipeline import run_pipeline
+
+
+def _cfg(teacher_path, **train):
+    return RunConfig(
+        data=DataConfig(dataset="digits", batch_size=64),
+        model=ModelConfig("lenet5"),
+        teacher=TeacherConfig(teacher=str(teacher_path)),
+        prune=PruneConfig(criterion="lnpt", sparsity=0.8, batches=2, score_batch_size=64),
+        train=TrainConfig(**{"loss": "lnpt", "epochs": 3, **train}),
+        seed=0,
+    )
+
+
+def test_run_writes_a_complete_run_directory(digits_teacher_path, tmp_path):
+    out = tmp_path / "run"
+    summary = run_pipeline(_cfg(digits_teacher_path, epochs=8, lr=0.1), out, progress=False)
+    for name in ("config.json", "student_init.pt", "prune_report.json", "metrics.jsonl", "final.pt",
+                 "summary.json", "summary.md"):
+        assert (out / name).is_file(), name
+    assert summary["sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert summary["final_acc"] > 0.7
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(1, 9))
+    assert {"test_acc", "teacher_agreement", "gap", "weight_distance"} <= set(records[-1])
+    # The final checkpoint is the trained, still-masked student.
+    final = load_checkpoint(out / "final.pt")
+    assert final.masked and final.metrics["test_acc"] == summary["final_acc"]
+    init = load_checkpoint(out / "student_init.pt").build()
+    trained = final.build()
+    for name, mod in init.named_modules():
+        if hasattr(mod, "weight_mask"):
+            tm = dict(trained.named_modules())[name]
+            assert torch.equal(mod.weight_mask, tm.weight_mask)
+            assert torch.count_nonzero(tm.weight[mod.weight_mask == 0]) == 0
+
+
+def test_resume_of_a_finished_run_returns_it_and_other_configs_are_refused(digits_teacher_path, tmp_path):
+    out = tmp_path / "run"
+    first = run_pipeline(_cfg(digits_teacher_path, epochs=1), out, progress=False)
+    again = run_pipeline(_cfg(digits_teacher_path, epochs=1), out, resume=True, progress=False)
+    assert again == first
+    with pytest.raises(ConfigError, match="different configuration"):
+        run_pipeline(_cfg(digits_teacher_path, epochs=2), out, resume=True, progress=False)
+    with pytest.raises(ConfigError, match="already exists"):
+        run_pipeline(_cfg(digits_teacher_path, epochs=1), out, progress=False)
+
+
+def test_cli_run_with_config_file_and_override(digits_teacher_path, tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f'[data]\ndataset = "digits"\nbatch_size = 64\n[teacher]\nteacher = "{digits_teacher_path}"\n'
+                   '[prune]\ncriterion = "magnitude"\nsparsity = 0.5\n[train]\nloss = "pseudo"\nepochs = 1\n')
+    rc = main(["run", "--config", str(cfg), "--sparsity", "0.7", "--out", str(tmp_path / "r"), "--no-progress"])
+    assert rc == 0
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["prune"]["sparsity"] == 0.7 and saved["prune"]["criterion"] == "magnitude"
+    assert "final test accuracy" in capsys.readouterr().out
+
+
+def test_cli_reports_bad_config_in_one_line(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[train]\nepochz = 3\n")
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'train.epochz'" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_mismatched_teacher_is_refused(digits_teacher_path, tmp_path, capsys, monkeypatch):
+    from lnpt.data import DATASETS
+    from lnpt.data.info import DatasetInfo, RawData
+
+    def three_classes(data_dir):
+        raw = DATASETS.get("digits")(data_dir)
+        keep_tr, keep_te = raw.train_y < 3, raw.test_y < 3
+        info = DatasetInfo("digits3", raw.info.input_shape, 3, raw.info.mean, raw.info.std)
+        return RawData(raw.train_x[keep_tr], raw.train_y[keep_tr], raw.test_x[keep_te], raw.test_y[keep_te], info)
+
+    monkeypatch.setitem(DATASETS._entries, "digits3", three_classes)
+    rc = main(["run", "--dataset", "digits3", "--teacher", str(digits_teacher_path), "--epochs", "1",
+               "--out", str(tmp_path / "r"), "--no-progress"])
+    assert rc == 2
+    assert "10 classes vs the data's 3" in capsys.readouterr().err
