@@ -69,6 +69,14 @@ class PruneConfig:
     min_kept: int = _f(1, "layer-collapse guard: every prunable layer keeps at least this many weights")
     score_ce_weight: float = _f(0.0, "weight of the teacher pseudo-label cross-entropy added to L_fm in the "
                                      "lnpt scores, so the classifier gets a score (needed with --prune-classifier)")
+    structured: bool = _f(False, "remove whole channels physically (the model really shrinks) instead of "
+                                 "masking weights; --criterion names the channel criterion")
+    channel_ratio: float = _f(0.5, "structured: fraction of each layer's channels removed, in [0, 1)")
+    channel_scope: str = _f("layer", "structured: the same ratio in every layer, or rank channels across "
+                                     "layers (scores normalised by their layer's mean)", ("layer", "global"))
+    min_channels: int = _f(1, "structured: every layer keeps at least this many channels")
+    round_to: int = _f(1, "structured: round each layer's kept channel count to a multiple of this "
+                          "(8 suits CPU vector units); 1 = no rounding")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,12 @@ therefore exactly zero in every forward whatever the optimiser does to ``weight_
 (gradient, momentum, weight decay), and masks travel with ``state_dict`` and ``deepcopy``.
 We additionally zero ``weight_orig`` where the mask is zero so that the stored weights and the
 weight distance to init say what the network really is.
+
+One gap in the stock mechanism is closed here: the pre-hook caches ``weight`` as a non-leaf
+tensor (``weight_orig * weight_mask`` with its graph), and ``copy.deepcopy`` refuses non-leaf
+tensors, so a pruned model could not be copied after any forward pass with gradients on. A
+forward hook (:class:`_DetachCachedWeight`) replaces the cache by its detached value after each
+forward; the graph of that forward already holds the original, so backward is unaffected.
 """
 from __future__ import annotations
 
@@ -19,6 +25,51 @@ Masks = dict[str, torch.Tensor]  # parameter name ("conv.0.weight") -> {0,1} ten
 def _split(name: str) -> tuple[str, str]:
     module, _, param = name.rpartition(".")
     return module, param
+
+
+class _DetachCachedWeight:
+    """Forward hook: after a forward, keep the cached masked weight as a leaf (deepcopy-safe)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, module: nn.Module, inputs: tuple, output: object) -> None:
+        _detach_cached(module, self.name)
+
+
+class _RefreshCachedWeight:
+    """``load_state_dict`` post-hook: recompute the cached masked weight from the loaded tensors."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, module: nn.Module, incompatible_keys: object) -> None:
+        if hasattr(module, self.name + "_orig") and hasattr(module, self.name + "_mask"):
+            with torch.no_grad():
+                module.__dict__[self.name] = getattr(module, self.name + "_orig") * getattr(module, self.name + "_mask")
+
+
+def _detach_cached(module: nn.Module, param: str) -> None:
+    cached = module.__dict__.get(param)
+    if isinstance(cached, torch.Tensor) and not isinstance(cached, nn.Parameter) and hasattr(module, param + "_orig"):
+        module.__dict__[param] = cached.detach()
+
+
+def _ensure_cache_hooks(module: nn.Module, param: str) -> None:
+    if not any(isinstance(h, _DetachCachedWeight) and h.name == param for h in module._forward_hooks.values()):
+        module.register_forward_hook(_DetachCachedWeight(param))
+    if not any(isinstance(h, _RefreshCachedWeight) and h.name == param
+               for h in module._load_state_dict_post_hooks.values()):
+        module.register_load_state_dict_post_hook(_RefreshCachedWeight(param))
+    _detach_cached(module, param)
+
+
+def _drop_cache_hooks(module: nn.Module, param: str) -> None:
+    for hooks, kind in ((module._forward_hooks, _DetachCachedWeight),
+                        (module._load_state_dict_post_hooks, _RefreshCachedWeight)):
+        for key, hook in list(hooks.items()):
+            if isinstance(hook, kind) and hook.name == param:
+                del hooks[key]
 
 
 def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
@@ -38,6 +89,8 @@ def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
             prune.custom_from_mask(module, param, mask.to(current.dtype))
         with torch.no_grad():
             getattr(module, param + "_orig").mul_(getattr(module, param + "_mask"))
+            setattr(module, param, getattr(module, param + "_orig") * getattr(module, param + "_mask"))
+        _ensure_cache_hooks(module, param)
     return model
 
 
@@ -63,6 +116,7 @@ def prepare_for_masks(model: nn.Module, names: list[str]) -> nn.Module:
         module = modules[mod_name]
         if not hasattr(module, param + "_mask"):
             prune.identity(module, param)
+        _ensure_cache_hooks(module, param)
     return model
 
 
@@ -70,5 +124,7 @@ def remove_masks(model: nn.Module) -> nn.Module:
     """Fold masks into plain weights (for export); the zeros stay, the reparametrisation goes."""
     for name in list(get_masks(model)):
         mod_name, param = _split(name)
-        prune.remove(dict(model.named_modules())[mod_name], param)
+        module = dict(model.named_modules())[mod_name]
+        prune.remove(module, param)
+        _drop_cache_hooks(module, param)
     return model

@@ -1,8 +1,8 @@
 """Scores -> masks: the one function every criterion's scores go through.
 
 Criteria only score; choosing what to keep lives here, so all criteria are compared under the
-same rules: exact kept counts (a stable sort breaks ties by position, so equal scores never
-make the count drift), global or layer-wise scope, a layer-collapse guard, and the exponential
+same rules: exact kept counts (ties at the threshold are broken by position, so equal scores
+never make the count drift), global or layer-wise scope, a layer-collapse guard, and the exponential
 density schedule of iterative pruning (SPEC.md §2).
 """
 from __future__ import annotations
@@ -96,11 +96,21 @@ def select_masks(scores: dict[str, torch.Tensor], density: float, scope: str = "
 
 
 def _top(values: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask of the ``k`` largest values; ties go to the lower index (stable sort)."""
-    keep = torch.zeros(values.numel(), dtype=torch.bool)
-    if k > 0:
-        order = torch.sort(values, descending=True, stable=True).indices
-        keep[order[:k]] = True
+    """Boolean mask of the ``k`` largest values; ties at the threshold go to the lower index.
+
+    O(n): the k-th largest value is the threshold; everything above it is kept and the
+    remaining budget is filled with the first positions equal to it. Same result as a stable
+    descending sort cut at k, several times faster (SynFlow selects 100 times).
+    """
+    n = values.numel()
+    if k <= 0:
+        return torch.zeros(n, dtype=torch.bool)
+    if k >= n:
+        return torch.ones(n, dtype=torch.bool)
+    threshold = torch.kthvalue(values, n - k + 1).values
+    keep = values > threshold
+    need = k - int(keep.sum())
+    keep[(values == threshold).nonzero().flatten()[:need]] = True
     return keep
 
 

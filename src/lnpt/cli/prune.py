@@ -1,0 +1,109 @@
+"""``lnpt prune``: prune a freshly initialised student with teacher guidance; no training.
+
+Writes OUT/student.pt (an lnpt checkpoint of the masked, untrained student: its initial
+weights and masks), OUT/report.json and OUT/report.md. Everything is written into a hidden
+sibling folder first and renamed into place, so a failed run never leaves OUT half-written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from ..config import DataConfig, ModelConfig, PruneConfig, RunConfig, TeacherConfig, replace_flat, to_dict
+from ..errors import ConfigError
+from .options import add_section_args, overrides
+
+OUTPUTS = ("student.pt", "report.json", "report.md")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prune", help="prune a student at initialisation (masked, untrained student + report)",
+        description="Score a freshly initialised student with a pruning criterion on unlabeled scoring "
+                    "batches (teacher guidance where the criterion needs it), keep the best weights and "
+                    "write OUT/student.pt (initial weights + masks, an lnpt checkpoint), OUT/report.json "
+                    "and OUT/report.md (per-layer kept fraction, sparsity, parameters and MACs before/after, "
+                    "scoring wall time). Example: lnpt prune --teacher teacher.pt --model resnet20 "
+                    "--dataset fashion-mnist --criterion lnpt --sparsity 0.95 --out runs/prune-lnpt-95")
+    add_section_args(p, PruneConfig, title="pruning settings")
+    add_section_args(p, ModelConfig, title="student settings")
+    add_section_args(p, DataConfig, only={"dataset", "data_dir", "val_fraction", "split_seed", "train_subset"},
+                     title="data settings (scoring batches come from the unlabeled training split)")
+    add_section_args(p, TeacherConfig, skip={"teacher_cache"}, title="teacher settings")
+    p.add_argument("--seed", type=int, default=argparse.SUPPRESS,
+                   help="seed of the student's initialisation and of the scoring batches (default: 0)")
+    p.add_argument("--out", required=True, help="output folder (created; must not exist unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it already exists")
+    p.set_defaults(func=_prune)
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from ..checkpoint import save_checkpoint
+    from ..data import load_data
+    from ..models import create_model
+    from ..pruning.api import needs_teacher, prune_at_init, validate_prune_config
+    from ..teachers import load_teacher
+
+    cfg = replace_flat(RunConfig(), overrides(args, PruneConfig, ModelConfig, DataConfig, TeacherConfig))
+    validate_prune_config(cfg.prune)  # cheap checks before loading anything
+    out = Path(args.out)
+    if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"output folder {out} already exists and is not empty; pass --overwrite or pick another --out")
+
+    data = load_data(cfg.data.dataset, cfg.data.data_dir, cfg.data.val_fraction, cfg.data.split_seed,
+                     cfg.data.train_subset)
+    model = create_model(cfg.model.model, data.info.input_shape, data.info.num_classes, cfg.model.width,
+                         seed=cfg.seed)
+    teacher = None
+    if needs_teacher(cfg.prune):
+        t = cfg.teacher
+        teacher = load_teacher(t.teacher, cfg.data.dataset, token=t.teacher_token, timeout=t.teacher_timeout,
+                               retry_budget=t.teacher_retry_budget)
+    labeled = data.train if cfg.prune.label_source == "true" else None
+    report = prune_at_init(model, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
+
+    summary = report.to_dict()
+    summary["config"] = {"prune": to_dict(cfg.prune), "model": to_dict(cfg.model), "data": to_dict(cfg.data),
+                         "teacher": cfg.teacher.teacher if teacher is not None else None, "seed": cfg.seed}
+
+    def write(folder: Path) -> None:
+        save_checkpoint(folder / "student.pt", model, cfg.model.model, cfg.model.width, data.info,
+                        metrics={"sparsity": report.sparsity}, extra={"prune": summary})
+        (folder / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (folder / "report.md").write_text(report.to_markdown())
+
+    write_folder_atomically(out, write)
+    print(report.to_markdown())
+    print(f"wrote {', '.join(str(out / name) for name in OUTPUTS)}")
+    return 0
+
+
+def write_folder_atomically(out: Path, writer: Callable[[Path], None]) -> None:
+    """Fill a temporary sibling of ``out`` with ``writer`` and rename it to ``out``.
+
+    On any failure the temporary folder is removed and ``out`` is left as it was; an existing
+    ``out`` (``--overwrite``) is moved aside and deleted only after the new one is in place.
+    """
+    out = out.absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    old: Path | None = None
+    try:
+        writer(tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.rmdir(old)
+            os.replace(out, old)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out.exists():
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

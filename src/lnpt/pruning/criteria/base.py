@@ -1,0 +1,137 @@
+"""The criterion interface: what a criterion receives, what it returns, how it is registered.
+
+A criterion is one function ``score(model, masks, inputs) -> {param name: scores}`` (higher =
+keep) registered with :func:`register_criterion`. It receives image batches, the teacher's
+guidance for them (computed once, under no_grad) and, only if it asks for labels, an explicit
+label function — never a labeled dataset — so the label-free path cannot reach true labels by
+construction. It must leave ``model`` unchanged: the helpers here score a private copy.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable, Literal, Protocol, Sequence
+
+import torch
+from torch import nn
+
+from ...config import PruneConfig
+from ...registry import Registry
+from ...teachers.base import Guidance
+from ..masks import Masks, remove_masks
+
+LabelFn = Callable[[int], torch.Tensor]
+"""Labels of scoring batch ``i`` (teacher pseudo-labels, or true labels for the supervised
+comparison). Handed only to criteria registered with ``needs="labels"``."""
+
+Needs = Literal["none", "teacher", "labels"]
+
+
+@dataclass(frozen=True)
+class ScoringInputs:
+    """Everything a criterion may use besides the model and the current masks."""
+
+    batches: tuple[torch.Tensor, ...]              # normalised image tensors, no labels
+    guidance: tuple[Guidance, ...] | None          # teacher outputs per batch (needs="teacher")
+    labels: LabelFn | None                          # label function (needs="labels" only)
+    input_shape: tuple[int, int, int]               # (C, H, W): SynFlow's all-ones input
+    cfg: PruneConfig
+    generator: torch.Generator                      # the only randomness a criterion may use
+
+
+class ScoreFn(Protocol):
+    def __call__(self, model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[str, torch.Tensor]:
+        ...
+
+
+@dataclass(frozen=True)
+class CriterionSpec:
+    """A registered criterion: its score function and what it needs from the pipeline."""
+
+    name: str
+    score: ScoreFn
+    needs: Needs = "none"
+    default_rounds: int = 1
+    signed: bool = False  # scores are not magnitudes (GraSP-style): higher still means keep
+
+
+CRITERIA: Registry[CriterionSpec] = Registry("criterion")
+
+
+def register_criterion(name: str, *, needs: Needs = "none", default_rounds: int = 1,
+                       signed: bool = False) -> Callable[[ScoreFn], ScoreFn]:
+    """Decorator: ``@register_criterion("snip", needs="labels")`` adds a score function."""
+
+    def decorator(fn: ScoreFn) -> ScoreFn:
+        CRITERIA.register(name)(CriterionSpec(name, fn, needs, default_rounds, signed))
+        return fn
+
+    return decorator
+
+
+def scoring_copy(model: nn.Module, masks: Masks) -> tuple[nn.Module, dict[str, nn.Parameter]]:
+    """A private, plain copy of ``model`` with ``masks`` multiplied into its weights.
+
+    Scoring on a copy is how every criterion leaves the scored model untouched (weights,
+    BatchNorm running statistics, train/eval flag, masks). Masks already attached to the
+    model are folded in, so pruned weights are zero and score zero. Only the masked weights
+    require grad: gradients of everything else are never needed. The copy is in train mode
+    (BatchNorm uses batch statistics, as during the training the mask is chosen for).
+    """
+    work = copy.deepcopy(model)
+    remove_masks(work)
+    work.train()
+    for p in work.parameters():
+        p.requires_grad_(False)
+        p.grad = None
+    params = dict(work.named_parameters())
+    missing = sorted(set(masks) - set(params))
+    if missing:
+        raise KeyError(f"masks name parameters the model does not have: {', '.join(missing)}")
+    with torch.no_grad():
+        for name, mask in masks.items():
+            params[name].mul_(mask.to(params[name].dtype))
+    chosen = {name: params[name] for name in masks}
+    for p in chosen.values():
+        p.requires_grad_(True)
+    return work, chosen
+
+
+def grad_or_zero(grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """``autograd.grad(..., allow_unused=True)`` output with None (unreached weight) as zeros."""
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
+
+
+def accumulated_grad(params: dict[str, nn.Parameter],
+                     losses: Callable[[int], torch.Tensor], n_batches: int) -> list[torch.Tensor]:
+    """Mean over batches of d loss_i / d theta (SPEC §2: accumulate before the product, so
+    the score depends less on single samples)."""
+    plist = list(params.values())
+    total = [torch.zeros_like(p) for p in plist]
+    for i in range(n_batches):
+        grads = torch.autograd.grad(losses(i), plist, allow_unused=True)
+        for t, g in zip(total, grad_or_zero(grads, plist)):
+            t.add_(g.detach())
+    return [t / max(n_batches, 1) for t in total]
+
+
+def hessian_gradient_product(params: dict[str, nn.Parameter],
+                             losses: Callable[[int], torch.Tensor], n_batches: int) -> list[torch.Tensor]:
+    """``H g`` of the mean loss, with ``g`` its (stopped) gradient: GraSP's gradient-flow term.
+
+    Two passes as in GraSP's reference code: first ``g`` without a graph, then per batch the
+    gradient with a graph, dotted with ``g`` and differentiated again.
+    """
+    plist = list(params.values())
+    g = accumulated_grad(params, losses, n_batches)
+    hg = [torch.zeros_like(p) for p in plist]
+    for i in range(n_batches):
+        grads = torch.autograd.grad(losses(i), plist, create_graph=True, allow_unused=True)
+        z = sum(((gi * si).sum() for gi, si in zip(grads, g) if gi is not None),
+                torch.zeros((), dtype=plist[0].dtype))
+        if not z.requires_grad:  # no weight reaches the loss twice (e.g. a linear model)
+            continue
+        second = torch.autograd.grad(z, plist, allow_unused=True)
+        for t, h in zip(hg, grad_or_zero(second, plist)):
+            t.add_(h.detach())
+    return [t / max(n_batches, 1) for t in hg]

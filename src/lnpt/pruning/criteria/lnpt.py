@@ -1,0 +1,50 @@
+"""LNPT: feature-map-gradient saliency s_j = |theta_j * dL_fm/dtheta_j| (SPEC.md §2).
+
+L_fm is the distance between the student's smoothed penultimate features and the teacher's,
+on unlabeled scoring batches; its gradient at initialisation is the cheap stand-in for the
+feature Jacobian that links weights to the learning gap. Teacher features come from the
+guidance computed once per batch. When the feature sizes differ, a linear adapter fitted by
+ridge least squares on each scoring batch maps the student's features to the teacher's.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...errors import PruningError
+from ...models import feature_dim, forward_with_features
+from ...train.features import FeatureAdapter, feature_distance
+from ..masks import Masks
+from .base import ScoringInputs, accumulated_grad, register_criterion, scoring_copy
+
+
+def feature_map_loss(model: nn.Module, inputs: ScoringInputs) -> Callable[[int], torch.Tensor]:
+    """``i -> L_fm`` on scoring batch ``i`` (plus ``score_ce_weight`` x pseudo-label CE)."""
+    if inputs.guidance is None:
+        raise PruningError("the lnpt criterion needs teacher guidance (pass a teacher)")
+    cfg = inputs.cfg
+    teacher_dim = inputs.guidance[0].features.shape[1]
+    adapter = FeatureAdapter(feature_dim(model), teacher_dim)
+    for p in adapter.parameters():
+        p.requires_grad_(False)
+
+    def loss(i: int) -> torch.Tensor:
+        g = inputs.guidance[i]  # type: ignore[index]
+        logits, feats = forward_with_features(model, inputs.batches[i])
+        adapter.fit_least_squares(feats.detach(), g.features)
+        value = feature_distance(adapter(feats), g.features, cfg.score_distance, cfg.score_smoothing, cfg.score_tau)
+        if cfg.score_ce_weight:
+            value = value + cfg.score_ce_weight * F.cross_entropy(logits, g.pseudo_labels)
+        return value
+
+    return loss
+
+
+@register_criterion("lnpt", needs="teacher")
+def lnpt(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[str, torch.Tensor]:
+    work, params = scoring_copy(model, masks)
+    grads = accumulated_grad(params, feature_map_loss(work, inputs), len(inputs.batches))
+    return {name: (p.detach() * g).abs() for (name, p), g in zip(params.items(), grads)}

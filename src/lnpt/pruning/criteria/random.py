@@ -1,0 +1,14 @@
+"""Random: uniform scores from the pipeline's seeded generator (the floor every criterion must beat)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..masks import Masks
+from .base import ScoringInputs, register_criterion
+
+
+@register_criterion("random")
+def random(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[str, torch.Tensor]:
+    return {name: torch.rand(mask.shape, generator=inputs.generator, dtype=torch.float64)
+            for name, mask in masks.items()}

@@ -1,0 +1,83 @@
+"""Channel scores -> which channels each group loses (the structured twin of ``selection.py``).
+
+Every channel criterion goes through :func:`plan_removal`, so criteria are compared under the
+same rules: a channel ratio (the fraction of channels removed) applied per group ("layer") or
+ranked across groups ("global"), a floor of ``min_channels`` per group (never a zero-width
+layer), and optional rounding of the kept count to a multiple of ``round_to`` (vector units and
+ONNX Runtime kernels are fastest on multiples of 8). Ties go to the lower channel index.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import torch
+
+from ...errors import PruningError
+from ..selection import keep_count
+from .removal import ChannelGroup
+
+CHANNEL_SCOPES = ("layer", "global")
+
+
+def _round_kept(kept: int, size: int, round_to: int) -> int:
+    if round_to <= 1 or size <= round_to:
+        return kept
+    return min(size, max(round_to, round_to * int(math.floor(kept / round_to + 0.5))))
+
+
+def _best(scores: torch.Tensor, k: int) -> list[int]:
+    order = torch.argsort(scores.to(torch.float64), descending=True, stable=True)
+    return sorted(int(i) for i in order[:k])
+
+
+def kept_counts(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tensor], ratio: float,
+                scope: str = "layer", min_channels: int = 1, round_to: int = 1) -> dict[str, int]:
+    """How many channels each group keeps.
+
+    "layer": every group keeps ``round((1 - ratio) * size)``, so every layer shrinks alike and
+    MACs fall by about ``(1 - ratio)^2``. "global" **[choice]**: scores are divided by their
+    group's mean (raw sums differ in scale between layers, e.g. with filter size) and ranked
+    together; a group keeps as many of the top ``(1 - ratio)`` fraction as it holds.
+    """
+    if scope not in CHANNEL_SCOPES:
+        raise PruningError(f"unknown channel scope {scope!r}; known: {', '.join(CHANNEL_SCOPES)}")
+    if not groups:
+        raise PruningError("nothing to prune: the model has no prunable channel groups")
+    if scope == "layer":
+        raw = {g.root: keep_count(g.size, 1.0 - ratio) for g in groups}
+    else:
+        norm = []
+        for g in groups:
+            s = scores[g.root].to(torch.float64)
+            mean = float(s.mean())
+            norm.append(s / mean if mean > 0 else torch.ones_like(s))
+        flat = torch.cat(norm)
+        keep = torch.zeros(flat.numel(), dtype=torch.bool)
+        keep[torch.argsort(flat, descending=True, stable=True)[:keep_count(flat.numel(), 1.0 - ratio)]] = True
+        raw = {g.root: int(k.sum()) for g, k in zip(groups, torch.split(keep, [g.size for g in groups]))}
+    out = {}
+    for g in groups:
+        kept = _round_kept(raw[g.root], g.size, round_to)
+        out[g.root] = min(g.size, max(kept, min(min_channels, g.size), 1))
+    return out
+
+
+def plan_removal(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tensor], ratio: float,
+                 scope: str = "layer", min_channels: int = 1, round_to: int = 1) -> dict[str, list[int]]:
+    """``{group root: channel indices to remove}``; each group keeps its best-scored channels."""
+    if not (math.isfinite(ratio) and 0.0 <= ratio < 1.0):
+        raise PruningError(f"channel ratio must be in [0, 1) (the fraction of channels removed), got {ratio}")
+    for g in groups:
+        s = scores.get(g.root)
+        if s is None or s.shape != (g.size,):
+            raise PruningError(f"channel scores for {g.root} missing or of the wrong shape "
+                               f"({None if s is None else tuple(s.shape)}, expected ({g.size},))")
+        if not bool(torch.isfinite(s).all()):
+            raise PruningError(f"non-finite channel scores for {g.root}")
+    counts = kept_counts(groups, scores, ratio, scope, min_channels, round_to)
+    plan = {}
+    for g in groups:
+        kept = set(_best(scores[g.root], counts[g.root]))
+        plan[g.root] = [i for i in range(g.size) if i not in kept]
+    return plan
