@@ -45,6 +45,7 @@ class ModelConfig:
 class TeacherConfig:
     teacher: str = _f("shipped", "teacher checkpoint path, http(s)://host:port of a teacher server, or 'shipped'")
     teacher_cache: bool = _f(True, "cache teacher outputs of un-augmented inputs (teacher runs once per sample)")
+    teacher_store: str | None = _f(None, "folder where teacher outputs are stored and reused across runs (sweeps)")
     teacher_timeout: float = _f(30.0, "seconds before a remote teacher request times out")
     teacher_retry_budget: float = _f(120.0, "seconds a remote teacher may be unreachable before the run stops")
     teacher_token: str | None = _f(None, "bearer token of a remote teacher (else $LNPT_TEACHER_TOKEN)")

@@ -28,6 +28,7 @@ from .errors import ConfigError
 from .models import create_model, feature_dim
 from .analysis.metrics import effective_weights
 from .teachers import check_compatible, load_teacher
+from .teachers.store import all_outputs
 from .train import Evaluator, LossContext, create_loss, fit
 
 SUMMARY = "summary.json"
@@ -39,7 +40,8 @@ def fingerprint(cfg: RunConfig) -> str:
 
 
 def default_run_name(cfg: RunConfig) -> str:
-    return (f"{cfg.model.model}-{cfg.prune.criterion}-s{cfg.prune.sparsity:g}-{cfg.train.loss}"
+    amount = f"c{cfg.prune.channel_ratio:g}" if cfg.prune.structured else f"s{cfg.prune.sparsity:g}"
+    return (f"{cfg.model.model}-{cfg.prune.criterion}-{amount}-{cfg.train.loss}"
             f"-seed{cfg.seed}-{fingerprint(cfg)}")
 
 
@@ -76,23 +78,29 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
 
     init_path = out / "student_init.pt"
     if resume and init_path.is_file() and (out / "prune_report.json").is_file():
-        student = load_checkpoint(init_path).build()
+        init_ckpt = load_checkpoint(init_path)
+        student = init_ckpt.build()
+        shapes = {k: v for k, v in init_ckpt.extra.items() if k != "fingerprint"}
         report = json.loads((out / "prune_report.json").read_text())
     else:
         torch.manual_seed(cfg.seed)
         student = create_model(cfg.model.model, data.info.input_shape, data.info.num_classes,
                                cfg.model.width, seed=cfg.seed)
-        report = _prune(student, cfg, data, teacher)
+        report, shapes = _prune(student, cfg, data, teacher)
         save_checkpoint(init_path, student, cfg.model.model, cfg.model.width, data.info,
-                        extra={"fingerprint": fingerprint(cfg)})
+                        extra={"fingerprint": fingerprint(cfg), **shapes})
         write_text(out / "prune_report.json", json.dumps(report, indent=2))
     init_weights = effective_weights(student)
 
     loss = create_loss(cfg.train, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed))
-    evaluator = Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.train.tau)
+    store = cfg.teacher.teacher_store
+    evaluator = Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.train.tau, store=store)
+    outputs = None
+    if loss.needs_teacher and cfg.teacher.teacher_cache and not d.augment and store:
+        outputs = all_outputs(teacher, data.train.unlabeled(), store)
     result = fit(student, loss, data.train, cfg.train, batch_size=d.batch_size, augment=d.augment,
                  seed=cfg.seed, teacher=teacher if loss.needs_teacher else None,
-                 teacher_cache=cfg.teacher.teacher_cache, evaluate=evaluator, run_dir=out,
+                 teacher_cache=cfg.teacher.teacher_cache, teacher_outputs=outputs, evaluate=evaluator, run_dir=out,
                  resume=resume, fingerprint=fingerprint(cfg), progress=progress)
     final = result.final
     accs = [r["test_acc"] for r in result.history if "test_acc" in r]
@@ -102,6 +110,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
         "sparsity": report.get("sparsity", 0.0), "params": report.get("params_after"),
         "params_dense": report.get("params_before"), "macs": report.get("macs_after"),
         "macs_dense": report.get("macs_before"), "criterion": cfg.prune.criterion,
+        "channel_ratio": cfg.prune.channel_ratio if cfg.prune.structured else None,
         "loss": cfg.train.loss, "model": cfg.model.model, "width": cfg.model.width,
         "dataset": d.dataset, "seed": cfg.seed, "epochs": cfg.train.epochs,
         "teacher": {"model": teacher.info.model, "accuracy": teacher.info.accuracy},
@@ -109,19 +118,29 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
         "seconds": time.perf_counter() - t0, "fingerprint": fingerprint(cfg),
     }
     save_checkpoint(out / "final.pt", student, cfg.model.model, cfg.model.width, data.info,
-                    metrics={"test_acc": summary["final_acc"]}, extra={"fingerprint": fingerprint(cfg)})
+                    metrics={"test_acc": summary["final_acc"]}, extra={"fingerprint": fingerprint(cfg), **shapes})
     write_text(out / "summary.md", summary_markdown(summary))
     write_text(out / SUMMARY, json.dumps(summary, indent=2))
     return summary
 
 
-def _prune(student: torch.nn.Module, cfg: RunConfig, data, teacher) -> dict:
-    """Apply the configured criterion; sparsity 0 keeps the student dense."""
+def _prune(student: torch.nn.Module, cfg: RunConfig, data, teacher) -> tuple[dict, dict]:
+    """Apply the configured criterion; sparsity 0 keeps the student dense.
+
+    Returns the report and the checkpoint ``extra`` entries the pruned student needs to be
+    rebuilt (for structured pruning: the channel-removal history; else nothing).
+    """
+    labeled = data.train if cfg.prune.label_source == "true" else None
+    if cfg.prune.structured:
+        from .pruning.structured import prune_channels, structured_extra
+
+        sreport = prune_channels(student, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed,
+                                 labeled=labeled)
+        return sreport.to_dict(), structured_extra(student, sreport.history)
     from .pruning import prune_at_init
 
-    labeled = data.train if cfg.prune.label_source == "true" else None
     report = prune_at_init(student, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
-    return report.to_dict()
+    return report.to_dict(), {}
 
 
 def summary_markdown(s: dict) -> str:
@@ -130,7 +149,8 @@ def summary_markdown(s: dict) -> str:
 
     rows = [
         ("student", f"{s['model']} (width {s['width']:g}) on {s['dataset']}"),
-        ("pruning", f"{s['criterion']} at {pct(s['sparsity'])} sparsity"),
+        ("pruning", f"{s['criterion']} at {pct(s['sparsity'])} sparsity" if s.get("channel_ratio") is None
+         else f"{s['criterion']} channels, ratio {s['channel_ratio']:g} ({pct(s['sparsity'])} of weights removed)"),
         ("training", f"loss `{s['loss']}`, {s['epochs']} epochs"),
         ("final test accuracy", pct(s["final_acc"])), ("best test accuracy", pct(s["best_acc"])),
         ("teacher agreement", pct(s["teacher_agreement"])),

@@ -6,6 +6,7 @@ is handed one (pruning criteria, the label-free trainer) cannot reach labels by 
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Iterator
 
 import torch
@@ -28,6 +29,13 @@ class _Images:
     def __len__(self) -> int:
         return self._images.shape[0]
 
+    def fingerprint(self) -> str:
+        """Content hash of the images and their normalisation: equal fingerprints mean equal
+        inputs, so stored teacher outputs for them can be reused."""
+        h = hashlib.sha256(self._images.contiguous().numpy().tobytes())
+        h.update(repr((self.info.mean, self.info.std, tuple(self._images.shape))).encode())
+        return h.hexdigest()
+
     def inputs(self, index: torch.Tensor, augmented: bool = False,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Normalised float inputs for ``index``, optionally augmented (before normalising)."""
@@ -45,6 +53,11 @@ class UnlabeledView(_Images):
                 limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for index in _batch_indices(len(self), batch_size, shuffle, generator, limit):
             yield index, self.inputs(index, augmented, generator)
+
+
+    def head(self, n: int) -> "UnlabeledView":
+        """The first ``n`` samples (a fixed held-out subset, e.g. for the learning gap)."""
+        return UnlabeledView(self._images[:n], self.info)
 
 
 class LabeledSet(_Images):

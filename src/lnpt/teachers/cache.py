@@ -20,6 +20,13 @@ class TeacherCache:
         self._filled = torch.zeros(num_samples, dtype=torch.bool)
         self.teacher_calls = 0
 
+    def prefill(self, outputs: Guidance) -> None:
+        """Take precomputed outputs for every sample (e.g. from :mod:`lnpt.teachers.store`)."""
+        if outputs.logits.shape[0] != self._filled.shape[0]:
+            raise ValueError("precomputed teacher outputs do not cover the training set")
+        self._logits, self._features = outputs.logits, outputs.features
+        self._filled[:] = True
+
     def guide(self, index: torch.Tensor, x: torch.Tensor) -> Guidance:
         """Teacher outputs for samples ``index`` (inputs ``x``), computing only missing ones."""
         missing = ~self._filled[index]

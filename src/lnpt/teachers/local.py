@@ -1,6 +1,9 @@
 """In-process teacher: a frozen network in eval mode."""
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -10,11 +13,14 @@ from .base import Guidance, TeacherInfo
 
 
 class LocalTeacher:
-    def __init__(self, model: nn.Module, info: TeacherInfo) -> None:
+    def __init__(self, model: nn.Module, info: TeacherInfo, identity: str | None = None) -> None:
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.info = info
+        # What makes its outputs reproducible: the checkpoint's content hash (None: unknown,
+        # so its outputs are never stored across runs).
+        self.identity = identity
 
     @torch.no_grad()
     def guide(self, x: torch.Tensor) -> Guidance:
@@ -28,4 +34,5 @@ class LocalTeacher:
         acc = ckpt.metrics.get("test_acc")
         info = TeacherInfo(ckpt.model_name, ckpt.width, feature_dim(model), ckpt.dataset,
                            None if acc is None else float(acc))
-        return cls(model, info)
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return cls(model, info, identity=f"checkpoint:{digest}")

@@ -37,18 +37,22 @@ class Evaluator:
 
     def __init__(self, test: LabeledSet, gap_data: UnlabeledView | None, teacher: Teacher | None,
                  init_weights: dict[str, torch.Tensor], batch_size: int = 1000,
-                 gap_samples: int = 2000, tau: float = 4.0) -> None:
+                 gap_samples: int = 2000, tau: float = 4.0, store: str | None = None) -> None:
+        from ..teachers.store import all_outputs
+
         self.test, self.teacher, self.init, self.batch_size, self.tau = test, teacher, init_weights, batch_size, tau
         self._teacher_test_labels = None
         self._gap_inputs: list[torch.Tensor] = []
         self._gap_teacher: list[torch.Tensor] = []
         if teacher is not None:
-            self._teacher_test_labels = torch.cat(
-                [teacher.guide(x).pseudo_labels for _, x, _ in test.batches(batch_size)])
+            self._teacher_test_labels = all_outputs(teacher, test.unlabeled(), store).pseudo_labels
             if gap_data is not None and len(gap_data) > 0:
-                for _, x in gap_data.batches(batch_size, limit=max(1, gap_samples // batch_size)):
+                n = min(len(gap_data), gap_samples)
+                gap_view = gap_data.head(n)
+                features = all_outputs(teacher, gap_view, store).features
+                for index, x in gap_view.batches(batch_size):
                     self._gap_inputs.append(x)
-                    self._gap_teacher.append(teacher.guide(x).features)
+                    self._gap_teacher.append(features[index])
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         acc = accuracy(model, self.test, self.batch_size, self._teacher_test_labels)

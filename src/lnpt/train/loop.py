@@ -23,7 +23,7 @@ from ..config import TrainConfig
 from ..data.views import LabeledSet, UnlabeledView
 from ..errors import TrainingError
 from ..models import forward_with_features
-from ..teachers.base import Teacher
+from ..teachers.base import Guidance, Teacher
 from ..teachers.cache import TeacherCache
 from .losses import Batch, TrainLoss
 
@@ -66,6 +66,7 @@ def fit(
     seed: int = 0,
     teacher: Teacher | None = None,
     teacher_cache: bool = True,
+    teacher_outputs: Guidance | None = None,
     evaluate: Callable[[nn.Module], dict] | None = None,
     run_dir: str | Path | None = None,
     resume: bool = False,
@@ -78,7 +79,8 @@ def fit(
     A label-free loss (``loss.needs_labels`` false) is given ``train_set.unlabeled()`` only.
     With ``run_dir``, every epoch appends its metrics to ``metrics.jsonl`` and writes a
     resumable state atomically; ``resume`` continues from it (refusing a state written under a
-    different ``fingerprint``, i.e. another configuration).
+    different ``fingerprint``, i.e. another configuration). ``teacher_outputs`` (precomputed
+    outputs for every training sample, in index order) pre-fill the teacher cache.
     """
     if loss.needs_teacher and teacher is None:
         raise TrainingError(f"loss {type(loss).__name__} needs a teacher")
@@ -87,6 +89,8 @@ def fit(
     if loss.needs_teacher:
         if teacher_cache and not augment:
             cache = TeacherCache(teacher, len(data))  # type: ignore[arg-type]
+            if teacher_outputs is not None:
+                cache.prefill(teacher_outputs)
             guide = cache.guide
         else:
             guide = lambda index, x: teacher.guide(x)  # type: ignore[union-attr]  # noqa: E731
