@@ -36,6 +36,7 @@ PROTOCOL_VERSION = 1
 INPUT_NAMES = ("inputs",)
 OUTPUT_NAMES = ("logits", "features")
 TEACHER_HEADER = "X-LNPT-Teacher"  # fingerprint of the served teacher, on every guidance reply
+TOKEN_ENV = "LNPT_TEACHER_TOKEN"   # bearer token, for server and client, when no flag gives one
 
 DEFAULT_MAX_BATCH = 1024
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
