@@ -144,3 +144,27 @@ def test_teacher_cache_calls_the_teacher_once_per_sample(digits, digits_teacher)
     calls.clear()
     fit(_student(digits), loss, digits.train, cfg, batch_size=64, teacher=Counting(), augment=True, progress=False)
     assert sum(calls) == 3 * len(digits.train)  # augmented inputs change: never cached
+
+
+def test_prefetched_guidance_gives_identical_training(digits, digits_teacher):
+    import threading
+
+    threads = set()
+
+    class Prefetching:
+        info = digits_teacher.info
+        prefers_prefetch = True
+
+        def guide(self, x):
+            threads.add(threading.current_thread().name)
+            return digits_teacher.guide(x)
+
+    cfg = TrainConfig(loss="lnpt", epochs=2)
+    a, b = _student(digits), _student(digits)
+    _fit(digits, digits_teacher, a, cfg, teacher_cache=False)
+    loss = create_loss(cfg, LossContext(feature_dim(b), digits_teacher.info.feature_dim))
+    fit(b, loss, digits.train, cfg, batch_size=64, seed=3, teacher=Prefetching(), teacher_cache=False,
+        progress=False)
+    assert any(t.startswith("lnpt-guidance") for t in threads)
+    for va, vb in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(va, vb)

@@ -56,6 +56,9 @@ class RemoteTeacher:
     that is still starting.
     """
 
+    # The trainer overlaps requests with training steps for teachers that set this.
+    prefers_prefetch = True
+
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0,
                  retry_budget: float = 120.0, wire_format: str = "safetensors",
                  dataset: DatasetInfo | None = None, backoff: float = 0.05,

@@ -12,7 +12,8 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -94,6 +95,8 @@ def fit(
             guide = cache.guide
         else:
             guide = lambda index, x: teacher.guide(x)  # type: ignore[union-attr]  # noqa: E731
+    # A remote teacher answers while the student trains on the previous batch.
+    prefetch = guide is not None and bool(getattr(teacher, "prefers_prefetch", False))
     params = [p for p in list(model.parameters()) + list(loss.parameters()) if p.requires_grad]
     optimizer = make_optimizer(params, cfg)
     steps_per_epoch = math.ceil(len(data) / batch_size)
@@ -118,10 +121,9 @@ def fit(
                    total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not progress, leave=False)
         epoch_t0 = time.perf_counter()
-        for item in bar:
+        for item, guidance in _with_guidance(bar, guide, prefetch):
             index, x = item[0], item[1]
-            batch = Batch(x=x, y=item[2] if loss.needs_labels else None,
-                          guidance=guide(index, x) if guide is not None else None)
+            batch = Batch(x=x, y=item[2] if loss.needs_labels else None, guidance=guidance)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total_steps, cfg)
             logits, features = forward_with_features(model, x)
@@ -156,6 +158,26 @@ def fit(
             _save_state(run_path, epoch + 1, model, loss, optimizer, result.history, fingerprint)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _with_guidance(items: Iterable[tuple], guide: Callable | None,
+                   prefetch: bool) -> Iterator[tuple[tuple, Guidance | None]]:
+    """Pair each batch with its teacher guidance; with ``prefetch``, guidance for batch i+1 is
+    requested in a worker thread while batch i trains. Batches are drawn in the same order
+    either way, so results do not depend on it."""
+    if guide is None or not prefetch:
+        for item in items:
+            yield item, (guide(item[0], item[1]) if guide is not None else None)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lnpt-guidance") as pool:
+        it = iter(items)
+        nxt = next(it, None)
+        pending = pool.submit(guide, nxt[0], nxt[1]) if nxt is not None else None
+        while nxt is not None:
+            current, future = nxt, pending
+            nxt = next(it, None)
+            pending = pool.submit(guide, nxt[0], nxt[1]) if nxt is not None else None
+            yield current, future.result()  # type: ignore[union-attr]
 
 
 def _save_state(run: Path, epoch: int, model: nn.Module, loss: TrainLoss,
