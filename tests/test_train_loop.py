@@ -168,3 +168,23 @@ def test_prefetched_guidance_gives_identical_training(digits, digits_teacher):
     assert any(t.startswith("lnpt-guidance") for t in threads)
     for va, vb in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(va, vb)
+
+
+def test_lr_schedule_warmup_then_cosine():
+    from lnpt.train.loop import lr_at
+
+    cfg = TrainConfig(lr=1.0, schedule="cosine")
+    assert [round(lr_at(s, 10, cfg, 2), 4) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+    assert lr_at(3, 10, TrainConfig(lr=0.3, schedule="constant"), 0) == 0.3
+
+
+def test_gradient_clipping_bounds_the_update(digits, digits_teacher):
+    # One SGD step without momentum moves the weights by lr * clipped gradient.
+    cfg = TrainConfig(loss="supervised", epochs=1, lr=1.0, momentum=0.0, weight_decay=0.0,
+                      schedule="constant", clip_grad_norm=1e-3)
+    model = _student(digits)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    small = digits.train.subset(torch.arange(64))
+    fit(model, create_loss(cfg, LossContext(1, None)), small, cfg, batch_size=64, progress=False)
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert (after - before).norm().item() == pytest.approx(1e-3, rel=1e-3)

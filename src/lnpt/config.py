@@ -89,6 +89,8 @@ class TrainConfig:
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(5e-4, "weight decay")
     schedule: str = _f("cosine", "learning-rate schedule", ("cosine", "constant"))
+    clip_grad_norm: float | None = _f(None, "clip the gradient's global L2 norm to this value (None: no clipping)")
+    warmup_epochs: float = _f(0.0, "linear learning-rate warm-up over this many epochs before the schedule")
     beta: float = _f(1.0, "weight of the feature-map term in the LNPT loss")
     tau: float = _f(4.0, "temperature of the feature smoothing in the LNPT loss")
     distance: str = _f("kl", "feature distance in the LNPT loss", ("kl", "mse"))

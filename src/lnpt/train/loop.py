@@ -50,10 +50,15 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; known: sgd, adam")
 
 
-def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, total: int, cfg: TrainConfig, warmup_steps: int = 0) -> float:
+    """Learning rate at ``step``: linear warm-up, then constant or cosine decay to zero.
+    A pure function of the step, so resumed runs follow the same schedule."""
+    if step < warmup_steps:
+        return cfg.lr * (step + 1) / warmup_steps
     if cfg.schedule == "constant":
         return cfg.lr
-    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    span = max(total - warmup_steps, 1)
+    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * min(step - warmup_steps, span) / span))
 
 
 def fit(
@@ -101,6 +106,7 @@ def fit(
     optimizer = make_optimizer(params, cfg)
     steps_per_epoch = math.ceil(len(data) / batch_size)
     total_steps = steps_per_epoch * cfg.epochs
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     result = FitResult()
     start_epoch = 0
     run_path = Path(run_dir) if run_dir is not None else None
@@ -125,7 +131,7 @@ def fit(
             index, x = item[0], item[1]
             batch = Batch(x=x, y=item[2] if loss.needs_labels else None, guidance=guidance)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, cfg)
+                group["lr"] = lr_at(step, total_steps, cfg, warmup)
             logits, features = forward_with_features(model, x)
             value, parts = loss(logits, features, batch)
             if not torch.isfinite(value):
@@ -135,6 +141,8 @@ def fit(
                     f"{run_path}; fix the setting and use --resume" if run_path else ""))
             optimizer.zero_grad(set_to_none=True)
             value.backward()
+            if cfg.clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
             optimizer.step()
             step += 1
             b = x.shape[0]
@@ -143,7 +151,7 @@ def fit(
             correct += (logits.argmax(1) == loss.targets(batch)).sum().item()
             seen += b
             bar.set_postfix(loss=f"{sums['loss'] / seen:.3f}", acc=f"{correct / seen:.3f}")
-        record = {"epoch": epoch + 1, "lr": lr_at(step, total_steps, cfg),
+        record = {"epoch": epoch + 1, "lr": lr_at(step, total_steps, cfg, warmup),
                   "epoch_seconds": time.perf_counter() - epoch_t0,
                   **{f"train_{k}": v / max(seen, 1) for k, v in sums.items()},
                   "train_acc": correct / max(seen, 1)}
