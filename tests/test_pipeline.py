@@ -33,7 +33,7 @@ def test_run_writes_a_complete_run_directory(digits_teacher_path, tmp_path):
     assert summary["final_acc"] > 0.7
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, 9))
-    assert {"test_acc", "teacher_agreement", "gap", "weight_distance"} <= set(records[-1])
+    assert {"test_acc", "val_acc", "teacher_agreement", "gap", "weight_distance"} <= set(records[-1])
     # The final checkpoint is the trained, still-masked student.
     final = load_checkpoint(out / "final.pt")
     assert final.masked and final.metrics["test_acc"] == summary["final_acc"]

@@ -94,7 +94,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
 
     loss = create_loss(cfg.train, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed))
     store = cfg.teacher.teacher_store
-    evaluator = Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.train.tau, store=store)
+    evaluator = Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.train.tau, store=store,
+                          val=data.val)
     outputs = None
     if loss.needs_teacher and cfg.teacher.teacher_cache and not d.augment and store:
         outputs = all_outputs(teacher, data.train.unlabeled(), store)
@@ -106,6 +107,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     accs = [r["test_acc"] for r in result.history if "test_acc" in r]
     summary = {
         "final_acc": final.get("test_acc"), "best_acc": max(accs) if accs else None,
+        "final_val_acc": final.get("val_acc"),
         "teacher_agreement": final.get("teacher_agreement"), "gap": final.get("gap"),
         "sparsity": report.get("sparsity", 0.0), "params": report.get("params_after"),
         "params_dense": report.get("params_before"), "macs": report.get("macs_after"),

@@ -37,10 +37,12 @@ class Evaluator:
 
     def __init__(self, test: LabeledSet, gap_data: UnlabeledView | None, teacher: Teacher | None,
                  init_weights: dict[str, torch.Tensor], batch_size: int = 1000,
-                 gap_samples: int = 2000, tau: float = 4.0, store: str | None = None) -> None:
+                 gap_samples: int = 2000, tau: float = 4.0, store: str | None = None,
+                 val: LabeledSet | None = None) -> None:
         from ..teachers.store import all_outputs
 
         self.test, self.teacher, self.init, self.batch_size, self.tau = test, teacher, init_weights, batch_size, tau
+        self.val = val if val is not None and len(val) > 0 else None  # for choosing settings, not reporting
         self._teacher_test_labels = None
         self._gap_inputs: list[torch.Tensor] = []
         self._gap_teacher: list[torch.Tensor] = []
@@ -57,6 +59,8 @@ class Evaluator:
     def __call__(self, model: nn.Module) -> dict[str, float]:
         acc = accuracy(model, self.test, self.batch_size, self._teacher_test_labels)
         out = {"test_acc": acc["acc"]}
+        if self.val is not None:
+            out["val_acc"] = accuracy(model, self.val, self.batch_size)["acc"]
         if "teacher_agreement" in acc:
             out["teacher_agreement"] = acc["teacher_agreement"]
         if self._gap_inputs:
