@@ -23,7 +23,7 @@ DEMO = RunConfig(
     model=ModelConfig(model="lenet5", width=1.0),
     teacher=TeacherConfig(teacher="shipped"),
     prune=PruneConfig(criterion="lnpt", sparsity=0.9),
-    train=TrainConfig(loss="lnpt", epochs=8, lr=0.05),
+    train=TrainConfig(loss="lnpt", epochs=8),
 )
 QUICK = {"train_subset": 2000, "test_subset": 1000, "epochs": 2}
 
