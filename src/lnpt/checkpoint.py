@@ -37,12 +37,20 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> nn.Module:
-        """Rebuild the network (masks included) and load its weights."""
+        """Rebuild the network (masks and removed channels included) and load its weights."""
         try:
             model = create_model(self.model_name, self.dataset.input_shape, self.dataset.num_classes,
                                  self.width)
         except (KeyError, ValueError) as exc:  # unknown model name (lists the known), bad width
             raise CheckpointError(f"checkpoint describes a model lnpt cannot build: {exc}") from None
+        if self.extra.get("structured"):
+            # Channel-pruned: replay the recorded cuts so the shapes fit (no pickled modules).
+            from .errors import PruningError
+            from .pruning.structured.rebuild import rebuild
+            try:
+                rebuild(model, self.extra, self.dataset.input_shape)
+            except PruningError as exc:
+                raise CheckpointError(f"cannot rebuild the channel-pruned {self.model_name}: {exc}") from None
         try:
             prepare_for_masks(model, self.masked)
             model.load_state_dict(self.state_dict)
@@ -60,10 +68,11 @@ def _refresh_masked_weights(model: nn.Module) -> None:
     after ``load_state_dict`` it still holds the fresh initialisation; code that reads weights
     before any forward (sparsity reports, weight distances, magnitude scores) would see those.
     """
-    for module in model.modules():
-        for hook in list(module._forward_pre_hooks.values()):
-            if isinstance(hook, prune.BasePruningMethod):
-                hook(module, ())
+    with torch.no_grad():  # a leaf tensor: the loaded model stays deep-copyable (export, sweeps)
+        for module in model.modules():
+            for hook in list(module._forward_pre_hooks.values()):
+                if isinstance(hook, prune.BasePruningMethod):
+                    hook(module, ())
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, width: float,

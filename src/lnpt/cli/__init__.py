@@ -10,7 +10,7 @@ from ..errors import LnptError
 from ..registry import UnknownNameError
 
 # One line per subcommand module; a new command is a new module plus one entry here.
-COMMANDS = ["teacher", "prune", "run", "demo", "listing", "gap", "sweep", "report"]
+COMMANDS = ["teacher", "prune", "run", "demo", "listing", "gap", "sweep", "report", "export", "bench_latency"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from ..errors import DatasetNotFoundError
 DEMO = RunConfig(
     data=DataConfig(dataset="fashion-mnist", batch_size=128),
     model=ModelConfig(model="lenet5", width=1.0),
-    teacher=TeacherConfig(teacher="shipped"),
+    teacher=TeacherConfig(teacher="shipped", teacher_store=str(Path.home() / ".cache" / "lnpt" / "teacher-outputs")),
     prune=PruneConfig(criterion="lnpt", sparsity=0.9),
     train=TrainConfig(loss="lnpt", epochs=8),
 )

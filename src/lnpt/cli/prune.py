@@ -50,6 +50,9 @@ def _prune(args: argparse.Namespace) -> int:
     from ..teachers import load_teacher
 
     cfg = replace_flat(RunConfig(), overrides(args, PruneConfig, ModelConfig, DataConfig, TeacherConfig))
+    if cfg.prune.structured:
+        from .prune_structured import prune_structured
+        return prune_structured(cfg, Path(args.out), args.overwrite)
     validate_prune_config(cfg.prune)  # cheap checks before loading anything
     out = Path(args.out)
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):

@@ -13,7 +13,10 @@ from typing import Mapping, Sequence
 
 import torch
 
+from torch import nn
+
 from ...errors import PruningError
+from ..masks import Masks
 from ..selection import keep_count
 from .removal import ChannelGroup
 
@@ -81,3 +84,22 @@ def plan_removal(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tens
         kept = set(_best(scores[g.root], counts[g.root]))
         plan[g.root] = [i for i in range(g.size) if i not in kept]
     return plan
+
+
+def plan_as_masks(model: nn.Module, groups: Sequence[ChannelGroup], plan: Mapping[str, Sequence[int]]) -> Masks:
+    """The plan as unstructured masks: every filter that writes a removed channel zeroed.
+
+    For comparing structured and unstructured pruning on the same kept set. The masked model
+    computes what the physically pruned one does whenever a zeroed filter's channel stays zero
+    downstream: no conv bias, and BatchNorm with zero shift (true at initialisation, in train
+    mode: a constant-zero channel normalises to its shift).
+    """
+    masks: Masks = {}
+    for g in groups:
+        drop = set(int(i) for i in plan.get(g.root, ()))
+        for m in g.members("producer"):
+            weight = model.get_submodule(m.module).weight
+            mask = masks.setdefault(f"{m.module}.weight", torch.ones_like(weight.detach()))
+            rows = [c for c, r in zip(m.channels, m.roots) if r in drop]
+            mask[rows] = 0
+    return masks

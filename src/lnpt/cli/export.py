@@ -1,0 +1,46 @@
+"""``lnpt export RUN_DIR --format onnx|torchscript|safetensors``: deployable artefacts.
+
+Masks are folded into the weights; channel-pruned students are rebuilt at their real (smaller)
+shapes. The ONNX model is loaded back in ONNX Runtime and compared with PyTorch before the
+command succeeds. For an unstructured-sparse student ``safetensors`` also writes a bitmask +
+values file and prints how much smaller it is.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..export.api import FORMATS
+
+    p = sub.add_parser(
+        "export", help="export a trained (or pruned) student to ONNX, TorchScript or safetensors",
+        description="Export the student of RUN_DIR (final.pt, else student.pt / student_init.pt) or of a "
+                    "checkpoint file. Example: lnpt export runs/resnet20-c0.5 --format onnx safetensors")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder or lnpt checkpoint file")
+    p.add_argument("--format", dest="formats", nargs="+", choices=FORMATS, default=["onnx"],
+                   help="one or more formats (default: onnx)")
+    p.add_argument("--out", help="output folder (default: RUN_DIR/export)")
+    p.set_defaults(func=_export)
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1024 ** 2 else f"{n / 1024 ** 2:.2f} MiB"
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..export.api import export_run
+
+    m = export_run(args.run_dir, args.formats, args.out)
+    print(f"{m['model']} (width {m['width']:g}) from {m['source']}: {m['params']:,} parameters "
+          f"({m['params_nonzero']:,} nonzero), {m['macs']:,} MACs per input (lnpt.models.complexity)")
+    for name, art in m["artefacts"].items():
+        line = f"- {name}: {m['out']}/{art['file']} ({_fmt_bytes(art['bytes'])})"
+        if "max_abs_diff_vs_torch" in art:
+            line += f", ONNX Runtime vs PyTorch max |diff| {art['max_abs_diff_vs_torch']:.2e}"
+        if "compression_vs_dense" in art:
+            line += (f", density {art['masked_weight_density']:.2%} of masked weights, "
+                     f"{art['compression_vs_dense']:.2f}x smaller than dense")
+        print(line)
+    print(f"manifest: {m['out']}/manifest.json")
+    return 0

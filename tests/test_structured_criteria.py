@@ -1,0 +1,109 @@
+"""Channel criteria: the registry lookup, what each score is, and prune_channels end to end."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lnpt.config import PruneConfig
+from lnpt.data import DataSplits
+from lnpt.errors import PruningError
+from lnpt.models import create_model, feature_dim
+from lnpt.pruning.criteria import CRITERIA
+from lnpt.pruning.structured import ChannelGraph, channel_criterion, channel_criterion_names, prune_channels
+from lnpt.pruning.structured.api import _scoring_inputs
+from lnpt.teachers import LocalTeacher
+from lnpt.teachers.base import TeacherInfo
+
+
+@pytest.fixture(scope="module")
+def teacher(digits: DataSplits) -> LocalTeacher:
+    """An untrained but fixed teacher: enough to exercise guidance, cheap to build."""
+    model = create_model("lenet5", digits.info.input_shape, 10, 2.0, seed=1).eval()
+    return LocalTeacher(model, TeacherInfo("lenet5", 2.0, feature_dim(model), digits.info))
+
+
+def scores_for(name: str, model, digits: DataSplits, teacher, **cfg):
+    crit = channel_criterion(name)
+    prune_cfg = PruneConfig(criterion=name, structured=True, batches=2, score_batch_size=32, **cfg)
+    inputs, _ = _scoring_inputs(crit, prune_cfg, digits.train.unlabeled(), teacher, None, 0)
+    groups = ChannelGraph(model, digits.info.input_shape).groups()
+    return groups, crit.score(model, groups, inputs), inputs
+
+
+def test_registry_has_channel_forms_of_the_weight_criteria() -> None:
+    names = channel_criterion_names()
+    assert {"lnpt", "lnpt-fm", "snip", "magnitude", "random"} <= set(names)
+    assert set(CRITERIA.names()) <= set(names)
+    assert channel_criterion("lnpt").form == "filter-sum of lnpt"
+    assert channel_criterion("random").form == "native"
+    with pytest.raises(PruningError, match="unknown channel criterion 'lnp'; known: .*lnpt-fm"):
+        channel_criterion("lnp")
+
+
+def test_magnitude_is_the_filter_l1_norm_summed_over_writers(digits: DataSplits) -> None:
+    model = create_model("resnet20", digits.info.input_shape, 10, 0.25, seed=0)
+    groups, scores, _ = scores_for("magnitude", model, digits, None)
+    stem = next(g for g in groups if g.root == "conv1")
+    expected = sum(model.get_submodule(m.module).weight.abs().sum((1, 2, 3)) for m in stem.members("producer"))
+    torch.testing.assert_close(scores["conv1"], expected.double())
+    assert len(stem.members("producer")) == 4  # stem + three block outputs share the stream
+
+
+def test_lnpt_channel_score_is_the_filter_sum_of_lnpt_weight_scores(digits: DataSplits, teacher) -> None:
+    model = create_model("vgg11", digits.info.input_shape, 10, 0.125, seed=0)
+    groups, scores, inputs = scores_for("lnpt", model, digits, teacher)
+    masks = {"features.4.weight": torch.ones_like(model.features[4].weight)}
+    weight_scores = CRITERIA.get("lnpt").score(model, masks, inputs)["features.4.weight"]
+    torch.testing.assert_close(scores["features.4"], weight_scores.sum((1, 2, 3)).double())
+    assert all(bool((s > 0).any()) for s in scores.values())
+
+
+def test_lnpt_feature_map_saliency_is_zero_for_a_dead_channel(digits: DataSplits, teacher) -> None:
+    model = create_model("vgg11", digits.info.input_shape, 10, 0.125, seed=0)
+    with torch.no_grad():  # channel 0 of the first BN outputs exactly zero: removing it changes nothing
+        model.features[1].weight[0] = 0
+        model.features[1].bias[0] = 0
+    groups, scores, _ = scores_for("lnpt-fm", model, digits, teacher)
+    first = scores["features.0"]
+    assert first[0] == 0 and bool((first[1:] > 0).all())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # scored a copy
+
+
+def test_random_channel_scores_follow_the_seed(digits: DataSplits) -> None:
+    model = create_model("lenet5", digits.info.input_shape, 10, 1.0, seed=0)
+    _, a, _ = scores_for("random", model, digits, None)
+    _, b, _ = scores_for("random", model, digits, None)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("criterion", ["lnpt", "lnpt-fm", "snip", "magnitude", "random"])
+def test_prune_channels_every_criterion(digits: DataSplits, teacher, criterion: str) -> None:
+    model = create_model("resnet20", digits.info.input_shape, 10, 0.5, seed=0)
+    cfg = PruneConfig(criterion=criterion, structured=True, channel_ratio=0.5, batches=2, score_batch_size=32)
+    report = prune_channels(model, cfg, digits.train.unlabeled(), teacher, seed=0)
+    assert report.after.params < 0.3 * report.before.params and report.after.macs < 0.3 * report.before.macs
+    assert model.classifier.in_features == 16 and model.classifier.out_features == 10
+    d = report.to_dict()
+    assert d["macs_label"].startswith("MACs") and "FLOP" not in report.to_markdown()
+    assert {x["name"]: (x["out_before"], x["out_after"]) for x in d["layers"]}["conv1"] == (8, 4)
+    assert report.history and 0.5 < report.sparsity < 1.0
+    assert model(digits.test.inputs(torch.arange(3))).shape == (3, 10)
+
+
+def test_magnitude_keeps_the_largest_filters(digits: DataSplits) -> None:
+    model = create_model("vgg11", digits.info.input_shape, 10, 0.25, seed=0)
+    original = model.features[0].weight.detach().clone()
+    cfg = PruneConfig(criterion="magnitude", structured=True, channel_ratio=0.5, batches=1, score_batch_size=8)
+    prune_channels(model, cfg, digits.train.unlabeled(), None)
+    top = original.abs().sum((1, 2, 3)).argsort(descending=True)[:8].sort().values
+    torch.testing.assert_close(model.features[0].weight, original[top])
+
+
+def test_teacher_criteria_need_a_teacher(digits: DataSplits) -> None:
+    model = create_model("lenet5", digits.info.input_shape, 10, seed=0)
+    with pytest.raises(PruningError, match="needs a teacher"):
+        prune_channels(model, PruneConfig(criterion="lnpt-fm", structured=True), digits.train.unlabeled(), None)
+    with pytest.raises(PruningError, match="min-channels"):
+        prune_channels(model, PruneConfig(criterion="random", structured=True, min_channels=0),
+                       digits.train.unlabeled(), None)
