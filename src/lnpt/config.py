@@ -188,28 +188,30 @@ def run_config_from_dict(d: dict) -> RunConfig:
     return RunConfig(**kwargs)
 
 
-def load_config_file(path: str | Path) -> RunConfig:
-    """Read a ``.toml``, ``.yaml``/``.yml`` or ``.json`` run configuration."""
+def read_settings_file(path: str | Path, what: str = "config") -> Any:
+    """Parse a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file (run configs and sweep files);
+    any failure is a ConfigError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"{what} file {path} does not exist")
+    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"{what} file {path} must end in .toml, .yaml, .yml or .json")
     text = path.read_text()
     try:
         if path.suffix == ".toml":
             import tomllib
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-            data = yaml.safe_load(text) or {}
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise ConfigError(f"config file {path} must end in .toml, .yaml, .yml or .json")
-    except (ValueError, ImportError) as exc:  # tomllib/json/yaml parse errors are ValueErrors or YAMLError
-        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
-    except Exception as exc:  # yaml.YAMLError is not a ValueError
-        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
-    return run_config_from_dict(data)
+            return tomllib.loads(text)
+        if path.suffix == ".json":
+            return json.loads(text)
+        import yaml
+        return yaml.safe_load(text) or {}
+    except Exception as exc:  # tomllib/json raise ValueError, yaml its own YAMLError
+        raise ConfigError(f"cannot parse {what} file {path}: {exc}") from None
+
+
+def load_config_file(path: str | Path) -> RunConfig:
+    """Read a ``.toml``, ``.yaml``/``.yml`` or ``.json`` run configuration."""
+    return run_config_from_dict(read_settings_file(path, "config"))
 
 
 def replace_flat(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:

@@ -20,13 +20,12 @@ existing sweep folder is found again after the file is edited.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import SECTIONS, RunConfig, replace_flat, run_config_from_dict, to_dict
+from ..config import SECTIONS, RunConfig, read_settings_file, replace_flat, run_config_from_dict, to_dict
 from ..errors import ConfigError
 
 #: Every flat setting name, in the canonical order used for cell names.
@@ -89,26 +88,7 @@ def sweep_from_dict(d: dict) -> SweepSpec:
 
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read a ``.toml``, ``.yaml``/``.yml`` or ``.json`` sweep file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {path} does not exist")
-    text = path.read_text()
-    try:
-        if path.suffix == ".toml":
-            import tomllib
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-            data = yaml.safe_load(text) or {}
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise ConfigError(f"sweep file {path} must end in .toml, .yaml, .yml or .json")
-    except ConfigError:
-        raise
-    except Exception as exc:  # tomllib/json raise ValueError, yaml its own YAMLError
-        raise ConfigError(f"cannot parse sweep file {path}: {exc}") from None
-    return sweep_from_dict(data)
+    return sweep_from_dict(read_settings_file(path, "sweep"))
 
 
 def format_value(value: Any) -> str:
