@@ -98,6 +98,17 @@ def _weight(model: nn.Module, name: str) -> torch.Tensor:
     return getattr(module, name.rpartition(".")[2])
 
 
+def draw_scoring_batches(data: UnlabeledView, cfg: PruneConfig,
+                         seed: int) -> tuple[list[torch.Tensor], tuple[torch.Tensor, ...]]:
+    """The unlabeled scoring batches (and their sample indices), drawn reproducibly from ``seed``;
+    shared by weight and channel scoring so both see the same data."""
+    gen = torch.Generator().manual_seed(seed)
+    drawn = list(data.batches(cfg.score_batch_size, shuffle=True, generator=gen, limit=cfg.batches))
+    if not drawn:
+        raise PruningError("zero scoring batches: the unlabeled scoring view is empty")
+    return [index for index, _ in drawn], tuple(x for _, x in drawn)
+
+
 def prune_at_init(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teacher: Teacher | None, *,
                   seed: int = 0, labeled: LabeledSet | None = None) -> PruneReport:
     """Score ``model`` with ``cfg.criterion``, select masks, attach them to ``model`` in place.
@@ -116,12 +127,7 @@ def prune_at_init(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teach
     before = count_complexity(model, data.info.input_shape)
 
     start = time.perf_counter()
-    gen = torch.Generator().manual_seed(seed)
-    drawn = list(data.batches(cfg.score_batch_size, shuffle=True, generator=gen, limit=cfg.batches))
-    if not drawn:
-        raise PruningError("zero scoring batches: the unlabeled scoring view is empty")
-    indices = [index for index, _ in drawn]
-    batches = tuple(x for _, x in drawn)
+    indices, batches = draw_scoring_batches(data, cfg, seed)
 
     guidance = None
     t0 = time.perf_counter()

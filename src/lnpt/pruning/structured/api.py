@@ -19,6 +19,7 @@ from ...errors import PruningError
 from ...models import find_classifier
 from ...models.complexity import count_complexity
 from ...teachers.base import Teacher, check_compatible
+from ..api import draw_scoring_batches
 from ..criteria import LabelFn, ScoringInputs
 from .criteria import ChannelCriterion, channel_criterion
 from .removal import ChannelGraph, channel_counts
@@ -62,12 +63,7 @@ def structured_needs_teacher(cfg: PruneConfig) -> bool:
 
 def _scoring_inputs(crit: ChannelCriterion, cfg: PruneConfig, data: UnlabeledView, teacher: Teacher | None,
                     labeled: LabeledSet | None, seed: int) -> tuple[ScoringInputs, float]:
-    gen = torch.Generator().manual_seed(seed)
-    drawn = list(data.batches(cfg.score_batch_size, shuffle=True, generator=gen, limit=cfg.batches))
-    if not drawn:
-        raise PruningError("zero scoring batches: the unlabeled scoring view is empty")
-    indices = [index for index, _ in drawn]
-    batches = tuple(x for _, x in drawn)
+    indices, batches = draw_scoring_batches(data, cfg, seed)
     t0 = time.perf_counter()
     guidance = tuple(teacher.guide(x) for x in batches) if _uses_teacher(crit, cfg) and teacher else None
     teacher_seconds = time.perf_counter() - t0
