@@ -57,6 +57,38 @@ def test_resume_of_a_finished_run_returns_it_and_other_configs_are_refused(digit
         run_pipeline(_cfg(digits_teacher_path, epochs=1), out, progress=False)
 
 
+def test_operational_settings_do_not_block_resume_and_the_token_is_never_written(digits_teacher_path, tmp_path):
+    import dataclasses
+
+    from lnpt.pipeline import fingerprint
+
+    out = tmp_path / "run"
+    cfg = _cfg(digits_teacher_path, epochs=1)
+    first = run_pipeline(cfg, out, progress=False)
+    moved = dataclasses.replace(cfg, teacher=dataclasses.replace(
+        cfg.teacher, teacher_store=str(tmp_path / "store"), teacher_timeout=5.0, teacher_prefetch="on",
+        teacher_token="s3cret-token"))
+    assert fingerprint(moved) == fingerprint(cfg)
+    assert run_pipeline(moved, out, resume=True, progress=False) == first
+    # A run that starts with a token keeps it out of every file it writes.
+    out2 = tmp_path / "run2"
+    run_pipeline(moved, out2, progress=False)
+    saved = json.loads((out2 / "config.json").read_text())
+    assert saved["teacher"]["teacher_token"] == "<redacted>"
+    for path in out2.iterdir():
+        assert b"s3cret-token" not in path.read_bytes(), path.name
+
+
+def test_a_config_json_without_newer_settings_still_resumes(digits_teacher_path, tmp_path):
+    """Run folders written before a setting existed resume as long as it keeps its default."""
+    out = tmp_path / "run"
+    first = run_pipeline(_cfg(digits_teacher_path, epochs=1), out, progress=False)
+    saved = json.loads((out / "config.json").read_text())
+    del saved["teacher"]["teacher_prefetch"], saved["prune"]["round_to"]
+    (out / "config.json").write_text(json.dumps(saved))
+    assert run_pipeline(_cfg(digits_teacher_path, epochs=1), out, resume=True, progress=False) == first
+
+
 def test_cli_run_with_config_file_and_override(digits_teacher_path, tmp_path, capsys):
     cfg = tmp_path / "run.toml"
     cfg.write_text(f'[data]\ndataset = "digits"\nbatch_size = 64\n[teacher]\nteacher = "{digits_teacher_path}"\n'
@@ -92,3 +124,16 @@ def test_mismatched_teacher_is_refused(digits_teacher_path, tmp_path, capsys, mo
                "--out", str(tmp_path / "r"), "--no-progress"])
     assert rc == 2
     assert "10 classes vs the data's 3" in capsys.readouterr().err
+
+
+def test_bad_prune_settings_are_refused_before_the_run_directory_exists(digits_teacher_path, tmp_path):
+    import dataclasses
+
+    from lnpt.errors import PruningError
+
+    cfg = _cfg(digits_teacher_path, epochs=1)
+    out = tmp_path / "run"
+    bad = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, structured=True, channel_ratio=1.5))
+    with pytest.raises(PruningError, match="channel-ratio"):
+        run_pipeline(bad, out, progress=False)
+    assert not out.exists()

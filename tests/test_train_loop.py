@@ -170,6 +170,49 @@ def test_prefetched_guidance_gives_identical_training(digits, digits_teacher):
         assert torch.equal(va, vb)
 
 
+def test_local_teacher_prefetch_runs_in_a_worker_and_changes_nothing(digits, digits_teacher, monkeypatch):
+    """An in-process teacher prefetched in a worker thread (cache off: it runs every step)."""
+    import threading
+
+    from lnpt.train import wants_prefetch
+
+    threads = set()
+    real_guide = digits_teacher.guide
+
+    def spying_guide(x):
+        threads.add(threading.current_thread().name)
+        return real_guide(x)
+
+    cfg = TrainConfig(loss="lnpt", epochs=2)
+    a, b = _student(digits), _student(digits)
+    _fit(digits, digits_teacher, a, cfg, teacher_cache=False, prefetch=False)
+    monkeypatch.setattr(digits_teacher, "guide", spying_guide)
+    _fit(digits, digits_teacher, b, cfg, teacher_cache=False, prefetch=True)
+    assert threads and all(t.startswith("lnpt-guidance") for t in threads)
+    for va, vb in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(va, vb)
+    assert wants_prefetch("on", digits_teacher) and not wants_prefetch("off", digits_teacher)
+    assert not wants_prefetch("on", None)
+    with pytest.raises(ValueError, match="teacher_prefetch"):
+        wants_prefetch("sometimes", digits_teacher)
+
+
+def test_auto_prefetch_for_a_local_teacher_only_with_idle_cores(digits_teacher, monkeypatch):
+    from lnpt.train import wants_prefetch
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert not wants_prefetch("auto", digits_teacher)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert wants_prefetch("auto", digits_teacher)
+
+    class Remote:
+        prefers_prefetch = True
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert wants_prefetch("auto", Remote())
+
+
 def test_lr_schedule_warmup_then_cosine():
     from lnpt.train.loop import lr_at
 

@@ -48,7 +48,12 @@ class TeacherConfig:
     teacher_store: str | None = _f(None, "folder where teacher outputs are stored and reused across runs (sweeps)")
     teacher_timeout: float = _f(30.0, "seconds before a remote teacher request times out")
     teacher_retry_budget: float = _f(120.0, "seconds a remote teacher may be unreachable before the run stops")
-    teacher_token: str | None = _f(None, "bearer token of a remote teacher (else $LNPT_TEACHER_TOKEN)")
+    teacher_token: str | None = _f(None, "bearer token of a remote teacher (else $LNPT_TEACHER_TOKEN); "
+                                         "never written to the run directory")
+    teacher_prefetch: str = _f("auto", "compute the next batch's teacher outputs in a worker thread while the "
+                                       "student trains: auto = for remote teachers, and for local ones when "
+                                       "torch leaves half the CPU cores idle (results are identical either way)",
+                               ("auto", "on", "off"))
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,48 @@ SECTIONS: dict[str, type] = {
 
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
+
+
+#: Settings that change how a run executes, not what it computes. They are left out of a run's
+#: fingerprint and of the resume check, so moving the teacher store, raising a timeout or
+#: turning prefetch on does not orphan a run folder.
+OPERATIONAL: frozenset[str] = frozenset(
+    {"teacher_store", "teacher_timeout", "teacher_retry_budget", "teacher_token", "teacher_prefetch"})
+#: Settings never written to disk (run folders are shared and committed to result tables).
+SECRET: frozenset[str] = frozenset({"teacher_token"})
+REDACTED = "<redacted>"
+
+
+def result_settings(cfg: RunConfig) -> dict:
+    """The nested settings that decide a run's result: everything but :data:`OPERATIONAL`."""
+    return {k: ({kk: vv for kk, vv in v.items() if kk not in OPERATIONAL} if isinstance(v, dict) else v)
+            for k, v in to_dict(cfg).items()}
+
+
+def saved_settings(cfg: RunConfig) -> dict:
+    """What a run directory's ``config.json`` holds: every setting, secrets redacted."""
+    return {k: ({kk: (REDACTED if kk in SECRET and vv is not None else vv) for kk, vv in v.items()}
+                if isinstance(v, dict) else v)
+            for k, v in to_dict(cfg).items()}
+
+
+def settings_differences(saved: dict, cfg: RunConfig) -> list[str]:
+    """``section.key`` of every result-deciding setting whose value in ``saved`` (a config.json
+    read back) differs from ``cfg``. Keys ``saved`` lacks are settings added after it was
+    written; they default to the old behaviour, so they count only if ``cfg`` changed them."""
+    want = json.loads(json.dumps(result_settings(cfg)))
+    defaults = json.loads(json.dumps(result_settings(RunConfig())))
+    out = []
+    for section, values in want.items():
+        have = saved.get(section)
+        if isinstance(values, dict):
+            have = have if isinstance(have, dict) else {}
+            for key, value in values.items():
+                if have.get(key, defaults[section].get(key)) != value:
+                    out.append(f"{section}.{key}")
+        elif have != values:
+            out.append(section)
+    return out
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

@@ -3,7 +3,7 @@
 Data flows one way: config -> data + student + teacher -> criterion scores -> masks -> masked
 student -> trainer (+ teacher guidance) -> run directory. A run directory holds:
 
-- ``config.json``       the full RunConfig used
+- ``config.json``       the full RunConfig used (secrets such as the teacher token redacted)
 - ``student_init.pt``   the masked, untrained student (initial weights and masks)
 - ``prune_report.json`` / ``prune_report.md``  per-layer kept fractions, params, MACs, time
 - ``metrics.jsonl``     one record per epoch; ``train_state.pt`` the resumable state
@@ -22,21 +22,22 @@ import torch
 
 from .atomic import write_text
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig, to_dict
+from .config import RunConfig, result_settings, saved_settings, settings_differences
 from .data import load_data
 from .errors import ConfigError
 from .models import create_model, feature_dim
 from .analysis.metrics import effective_weights
 from .teachers import check_compatible, load_teacher
 from .teachers.store import all_outputs
-from .train import Evaluator, LossContext, create_loss, fit
+from .train import Evaluator, LossContext, create_loss, fit, wants_prefetch
 
 SUMMARY = "summary.json"
 
 
 def fingerprint(cfg: RunConfig) -> str:
-    """A short stable hash of every setting: names run folders, guards resumes."""
-    return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:10]
+    """A short stable hash of the settings that decide the result: names run folders, guards
+    resumes. Operational settings (teacher store, timeouts, token, prefetch) are left out."""
+    return hashlib.sha256(json.dumps(result_settings(cfg), sort_keys=True).encode()).hexdigest()[:10]
 
 
 def default_run_name(cfg: RunConfig) -> str:
@@ -55,26 +56,25 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     if out.exists() and any(out.iterdir()) and not resume:
         raise ConfigError(f"run directory {out} already exists and is not empty; pass --resume to "
                           "continue it or choose another --out")
-    if resume and (out / SUMMARY).is_file():
-        summary = json.loads((out / SUMMARY).read_text())
-        if summary.get("fingerprint") != fingerprint(cfg):
-            raise ConfigError(f"cannot resume {out}: it was run with a different configuration")
-        return summary
     if resume and (out / "config.json").is_file():
-        saved = json.loads((out / "config.json").read_text())
-        if saved != to_dict(cfg):
-            changed = sorted(k for k in saved if saved.get(k) != to_dict(cfg).get(k))
+        changed = settings_differences(json.loads((out / "config.json").read_text()), cfg)
+        if changed:
             raise ConfigError(f"cannot resume {out}: it was run with a different configuration "
-                              f"(sections differing: {', '.join(changed)})")
+                              f"(settings differing: {', '.join(changed)})")
+    if resume and (out / SUMMARY).is_file():
+        return json.loads((out / SUMMARY).read_text())
     t0 = time.perf_counter()
     # Everything that can be refused is checked before the run directory is created.
+    from .pruning.student import validate
+
+    validate(cfg.prune)
     d = cfg.data
     data = load_data(d.dataset, d.data_dir, d.val_fraction, d.split_seed, d.train_subset, d.test_subset)
     teacher = load_teacher(cfg.teacher.teacher, d.dataset, token=cfg.teacher.teacher_token,
                            timeout=cfg.teacher.teacher_timeout, retry_budget=cfg.teacher.teacher_retry_budget)
     check_compatible(teacher.info, data.info)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
+    write_text(out / "config.json", json.dumps(saved_settings(cfg), indent=2))
 
     init_path = out / "student_init.pt"
     if resume and init_path.is_file() and (out / "prune_report.json").is_file():
@@ -102,7 +102,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     result = fit(student, loss, data.train, cfg.train, batch_size=d.batch_size, augment=d.augment,
                  seed=cfg.seed, teacher=teacher if loss.needs_teacher else None,
                  teacher_cache=cfg.teacher.teacher_cache, teacher_outputs=outputs, evaluate=evaluator, run_dir=out,
-                 resume=resume, fingerprint=fingerprint(cfg), progress=progress)
+                 resume=resume, fingerprint=fingerprint(cfg), progress=progress,
+                 prefetch=wants_prefetch(cfg.teacher.teacher_prefetch, teacher if loss.needs_teacher else None))
     final = result.final
     accs = [r["test_acc"] for r in result.history if "test_acc" in r]
     summary = {
@@ -132,17 +133,11 @@ def _prune(student: torch.nn.Module, cfg: RunConfig, data, teacher) -> tuple[dic
     Returns the report and the checkpoint ``extra`` entries the pruned student needs to be
     rebuilt (for structured pruning: the channel-removal history; else nothing).
     """
+    from .pruning.student import prune_student
+
     labeled = data.train if cfg.prune.label_source == "true" else None
-    if cfg.prune.structured:
-        from .pruning.structured import prune_channels, structured_extra
-
-        sreport = prune_channels(student, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed,
-                                 labeled=labeled)
-        return sreport.to_dict(), structured_extra(student, sreport.history)
-    from .pruning import prune_at_init
-
-    report = prune_at_init(student, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
-    return report.to_dict(), {}
+    outcome = prune_student(student, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
+    return outcome.report, outcome.extra
 
 
 def summary_markdown(s: dict) -> str:

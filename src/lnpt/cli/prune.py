@@ -1,7 +1,8 @@
 """``lnpt prune``: prune a freshly initialised student with teacher guidance; no training.
 
-Writes OUT/student.pt (an lnpt checkpoint of the masked, untrained student: its initial
-weights and masks), OUT/report.json and OUT/report.md. Everything is written into a hidden
+Writes OUT/student.pt (an lnpt checkpoint of the pruned, untrained student: its initial
+weights and masks or, with ``--structured``, its shrunk layers and the channel-removal history
+it is rebuilt from), OUT/report.json and OUT/report.md. Everything is written into a hidden
 sibling folder first and renamed into place, so a failed run never leaves OUT half-written.
 """
 from __future__ import annotations
@@ -46,42 +47,39 @@ def _prune(args: argparse.Namespace) -> int:
     from ..checkpoint import save_checkpoint
     from ..data import load_data
     from ..models import create_model
-    from ..pruning.api import needs_teacher, prune_at_init, validate_prune_config
+    from ..pruning.student import prune_student, teacher_needed, validate
     from ..teachers import load_teacher
 
     cfg = replace_flat(RunConfig(), overrides(args, PruneConfig, ModelConfig, DataConfig, TeacherConfig))
-    if cfg.prune.structured:
-        from .prune_structured import prune_structured
-        return prune_structured(cfg, Path(args.out), args.overwrite)
-    validate_prune_config(cfg.prune)  # cheap checks before loading anything
+    validate(cfg.prune)  # cheap checks before loading anything
     out = Path(args.out)
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"output folder {out} already exists and is not empty; pass --overwrite or pick another --out")
 
-    data = load_data(cfg.data.dataset, cfg.data.data_dir, cfg.data.val_fraction, cfg.data.split_seed,
-                     cfg.data.train_subset)
+    d = cfg.data
+    data = load_data(d.dataset, d.data_dir, d.val_fraction, d.split_seed, d.train_subset)
     model = create_model(cfg.model.model, data.info.input_shape, data.info.num_classes, cfg.model.width,
                          seed=cfg.seed)
     teacher = None
-    if needs_teacher(cfg.prune):
+    if teacher_needed(cfg.prune):
         t = cfg.teacher
-        teacher = load_teacher(t.teacher, cfg.data.dataset, token=t.teacher_token, timeout=t.teacher_timeout,
+        teacher = load_teacher(t.teacher, d.dataset, token=t.teacher_token, timeout=t.teacher_timeout,
                                retry_budget=t.teacher_retry_budget)
     labeled = data.train if cfg.prune.label_source == "true" else None
-    report = prune_at_init(model, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
+    outcome = prune_student(model, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
 
-    summary = report.to_dict()
-    summary["config"] = {"prune": to_dict(cfg.prune), "model": to_dict(cfg.model), "data": to_dict(cfg.data),
+    summary = dict(outcome.report)
+    summary["config"] = {"prune": to_dict(cfg.prune), "model": to_dict(cfg.model), "data": to_dict(d),
                          "teacher": cfg.teacher.teacher if teacher is not None else None, "seed": cfg.seed}
 
     def write(folder: Path) -> None:
         save_checkpoint(folder / "student.pt", model, cfg.model.model, cfg.model.width, data.info,
-                        metrics={"sparsity": report.sparsity}, extra={"prune": summary})
+                        metrics={"sparsity": outcome.sparsity}, extra={"prune": summary, **outcome.extra})
         (folder / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
-        (folder / "report.md").write_text(report.to_markdown())
+        (folder / "report.md").write_text(outcome.markdown)
 
     write_folder_atomically(out, write)
-    print(report.to_markdown())
+    print(outcome.markdown)
     print(f"wrote {', '.join(str(out / name) for name in OUTPUTS)}")
     return 0
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import SECTIONS, RunConfig, read_settings_file, replace_flat, run_config_from_dict, to_dict
+from ..config import (SECTIONS, RunConfig, read_settings_file, replace_flat, run_config_from_dict, saved_settings,
+                      to_dict)
 from ..errors import ConfigError
 
 #: Every flat setting name, in the canonical order used for cell names.
@@ -51,7 +52,7 @@ class SweepSpec:
         return expand(self)
 
     def to_dict(self) -> dict:
-        return {"base": to_dict(self.base), "grid": self.grid, "extra": self.extra}
+        return {"base": saved_settings(self.base), "grid": self.grid, "extra": self.extra}
 
 
 def _check_keys(keys: list[str], where: str) -> None:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..analysis.runs import CONFIG_FILE, SUMMARY_FILE
 from ..atomic import write_text
-from ..config import RunConfig, to_dict
+from ..config import RunConfig, settings_differences
 from .grid import Cell, SweepSpec
 
 FAILURES_FILE = "failures.json"
@@ -86,7 +86,8 @@ def _run_cell(runner: Runner, name: str, cfg: RunConfig, out: Path, resume: bool
 
 def _config_mismatch(cell: Cell, cell_dir: Path) -> str | None:
     """A finished or partial cell folder written under other settings must not be mistaken for
-    this cell (e.g. after the base of the sweep file changed): name the first differing key."""
+    this cell (e.g. after the base of the sweep file changed): name the first differing key.
+    Operational settings (teacher store, timeouts, prefetch) may differ."""
     path = cell_dir / CONFIG_FILE
     if not path.is_file():
         return None
@@ -94,16 +95,13 @@ def _config_mismatch(cell: Cell, cell_dir: Path) -> str | None:
         saved = json.loads(path.read_text())
     except ValueError:
         return None
-    want = json.loads(json.dumps(to_dict(cell.config)))
-    for section, values in want.items():
-        have = saved.get(section)
-        if isinstance(values, dict) and isinstance(have, dict):
-            for key, value in values.items():
-                if key in have and have[key] != value:
-                    return f"{section}.{key}: folder has {have[key]!r}, sweep wants {value!r}"
-        elif have is not None and have != values:
-            return f"{section}: folder has {have!r}, sweep wants {values!r}"
-    return None
+    changed = settings_differences(saved, cell.config)
+    if not changed:
+        return None
+    section, _, key = changed[0].partition(".")
+    have = saved.get(section, {}).get(key) if key else saved.get(section)
+    want = getattr(getattr(cell.config, section), key) if key else getattr(cell.config, section)
+    return f"{changed[0]}: folder has {have!r}, sweep wants {want!r}"
 
 
 class _Failures:

@@ -16,7 +16,7 @@ _LAZY = {
     "register_criterion": "criteria", "prunable_names": "prunable",
     "LayerStat": "report", "PruneReport": "report",
     "CollapseEvent": "selection", "density_schedule": "selection", "keep_count": "selection",
-    "select_masks": "selection",
+    "select_masks": "selection", "PruneOutcome": "student", "prune_student": "student",
 }
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .prunable import prunable_names
     from .report import LayerStat, PruneReport
     from .selection import CollapseEvent, density_schedule, keep_count, select_masks
+    from .student import PruneOutcome, prune_student
 
 
 def __getattr__(name: str) -> Any:
@@ -33,7 +34,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CRITERIA", "CollapseEvent", "CriterionSpec", "LayerStat", "Masks", "PruneReport",
+__all__ = ["CRITERIA", "CollapseEvent", "CriterionSpec", "LayerStat", "Masks", "PruneOutcome", "PruneReport",
            "ScoringInputs", "apply_masks", "density_schedule", "get_masks", "keep_count",
-           "needs_teacher", "prepare_for_masks", "prunable_names", "prune_at_init",
+           "needs_teacher", "prepare_for_masks", "prunable_names", "prune_at_init", "prune_student",
            "register_criterion", "remove_masks", "select_masks", "validate_prune_config"]

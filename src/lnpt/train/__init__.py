@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from .evaluate import Evaluator, accuracy
 from .features import FeatureAdapter, feature_distance, smooth
-from .loop import FitResult, fit
+from .loop import FitResult, fit, wants_prefetch
 from .losses import LOSSES, Batch, LossContext, TrainLoss, create_loss
 
 __all__ = ["Batch", "Evaluator", "FeatureAdapter", "FitResult", "LOSSES", "LossContext", "TrainLoss",
-           "accuracy", "create_loss", "feature_distance", "fit", "smooth"]
+           "accuracy", "create_loss", "feature_distance", "fit", "smooth", "wants_prefetch"]

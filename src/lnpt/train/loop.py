@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,7 @@ def fit(
     fingerprint: str = "",
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
+    prefetch: bool | None = None,
 ) -> FitResult:
     """Train ``model`` (in place) with ``loss`` for ``cfg.epochs`` epochs.
 
@@ -87,6 +89,8 @@ def fit(
     resumable state atomically; ``resume`` continues from it (refusing a state written under a
     different ``fingerprint``, i.e. another configuration). ``teacher_outputs`` (precomputed
     outputs for every training sample, in index order) pre-fill the teacher cache.
+    ``prefetch`` overlaps the teacher with the student's step (None: :func:`wants_prefetch`
+    with "auto"); it never changes the result.
     """
     if loss.needs_teacher and teacher is None:
         raise TrainingError(f"loss {type(loss).__name__} needs a teacher")
@@ -100,8 +104,9 @@ def fit(
             guide = cache.guide
         else:
             guide = lambda index, x: teacher.guide(x)  # type: ignore[union-attr]  # noqa: E731
-    # A remote teacher answers while the student trains on the previous batch.
-    prefetch = guide is not None and bool(getattr(teacher, "prefers_prefetch", False))
+    if prefetch is None:
+        prefetch = wants_prefetch("auto", teacher)
+    prefetch = guide is not None and prefetch
     params = [p for p in list(model.parameters()) + list(loss.parameters()) if p.requires_grad]
     optimizer = make_optimizer(params, cfg)
     steps_per_epoch = math.ceil(len(data) / batch_size)
@@ -168,11 +173,29 @@ def fit(
     return result
 
 
+def wants_prefetch(setting: str, teacher: Teacher | None) -> bool:
+    """Whether the trainer should compute the next batch's guidance in a worker thread.
+
+    "auto" says yes for teachers that ask for it (a remote teacher waits on the network, so the
+    overlap is free) and for an in-process teacher only when torch's intra-op threads leave at
+    least half the cores idle: the teacher's forward then runs on cores the student's step does
+    not use. With every core busy the two would only contend, so "auto" says no there.
+    """
+    if setting not in ("auto", "on", "off"):
+        raise ValueError(f"unknown teacher_prefetch {setting!r}; known: auto, on, off")
+    if teacher is None or setting == "off":
+        return False
+    if setting == "on" or getattr(teacher, "prefers_prefetch", False):
+        return True
+    return 2 * torch.get_num_threads() <= (os.cpu_count() or 1)
+
+
 def _with_guidance(items: Iterable[tuple], guide: Callable | None,
                    prefetch: bool) -> Iterator[tuple[tuple, Guidance | None]]:
     """Pair each batch with its teacher guidance; with ``prefetch``, guidance for batch i+1 is
-    requested in a worker thread while batch i trains. Batches are drawn in the same order
-    either way, so results do not depend on it."""
+    computed in a worker thread while batch i trains. Batches are drawn in the same order and
+    the teacher is deterministic, so results do not depend on it. (Torch releases the GIL
+    inside its kernels, so an in-process teacher really runs in parallel.)"""
     if guide is None or not prefetch:
         for item in items:
             yield item, (guide(item[0], item[1]) if guide is not None else None)
