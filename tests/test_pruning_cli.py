@@ -107,3 +107,16 @@ def test_help_explains_every_option(capsys):
         assert "--" + f.name.replace("_", "-") in text, f.name
     for flag in ("--teacher", "--model", "--dataset", "--out", "--seed", "--overwrite", "report.json", "MACs"):
         assert flag in text, flag
+
+
+def test_list_names_every_registry_including_channel_criteria(capsys):
+    from lnpt.cli import main
+
+    assert main(["list", "channel-criteria"]) == 0
+    channel = capsys.readouterr().out.split()
+    assert "lnpt-fm" in channel and "magnitude" in channel
+    assert main(["list", "criteria"]) == 0
+    weight = capsys.readouterr().out.split()
+    assert "lnpt" in weight and "lnpt-fm" not in weight
+    assert main(["list", "models"]) == 0
+    assert "resnet20" in capsys.readouterr().out.split()

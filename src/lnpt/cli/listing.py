@@ -1,33 +1,44 @@
-"""``lnpt list``: what the registries hold (models, datasets, criteria, losses)."""
+"""``lnpt list``: what the registries hold (models, datasets, criteria, channel criteria, losses)."""
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
 
-def _registries() -> dict:
-    from ..data import DATASETS
-    from ..models import MODELS
-    from ..train import LOSSES
+def _names() -> dict[str, Callable[[], list[str]]]:
+    """Each listable kind and how to read its names (imports stay lazy: `lnpt list` is quick)."""
+    def models() -> list[str]:
+        from ..models import MODELS
+        return MODELS.names()
 
-    regs = {"models": MODELS, "datasets": DATASETS, "losses": LOSSES}
-    try:
+    def datasets() -> list[str]:
+        from ..data import DATASETS
+        return DATASETS.names()
+
+    def losses() -> list[str]:
+        from ..train import LOSSES
+        return LOSSES.names()
+
+    def criteria() -> list[str]:
         from ..pruning.criteria import CRITERIA
-        regs["criteria"] = CRITERIA
-    except ImportError:
-        pass
-    return regs
+        return CRITERIA.names()
+
+    def channel_criteria() -> list[str]:
+        from ..pruning.structured.criteria import channel_criterion_names
+        return channel_criterion_names()
+
+    return {"models": models, "datasets": datasets, "criteria": criteria,
+            "channel-criteria": channel_criteria, "losses": losses}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list registered models, datasets, criteria or losses")
-    p.add_argument("what", choices=["models", "datasets", "criteria", "losses"])
+    p = sub.add_parser("list", help="list registered models, datasets, criteria, channel criteria or losses",
+                       description="List a registry's entries. `criteria` score weights (unstructured "
+                                   "masks); `channel-criteria` score whole channels (--structured).")
+    p.add_argument("what", choices=list(_names()))
     p.set_defaults(func=_list)
 
 
 def _list(args: argparse.Namespace) -> int:
-    regs = _registries()
-    if args.what not in regs:
-        print(f"no {args.what} registered")
-        return 1
-    print("\n".join(regs[args.what].names()))
+    print("\n".join(_names()[args.what]()))
     return 0
