@@ -146,3 +146,51 @@ def test_kept_fractions_are_read_from_the_prune_report(sweep_dir: Path) -> None:
     assert list(r["layers"]) == list(LAYERS)
     assert r["layers"]["conv1.weight"]["kept_fraction"] == pytest.approx(0.45)
     assert r["layers"]["fc1.weight"]["total"] == 48000
+
+
+# A follow-up sweep: LNPT with layer-wise scope and iterative SNIP, at 95%, loss lnpt.
+VARIANT_ACC = {("lnpt", "layer", None): [0.86, 0.79, 0.88], ("snip", "global", 10): [0.72, 0.74, 0.70]}
+
+
+def variant_runner(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
+    acc = VARIANT_ACC[(cfg.prune.criterion, cfg.prune.scope, cfg.prune.rounds)][cfg.seed]
+    (out).mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(to_dict(cfg)))
+    (out / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": acc}) + "\n")
+    summary = {"final_acc": acc, "best_acc": acc, "sparsity": cfg.prune.sparsity, "seconds": 1.0,
+               "criterion": cfg.prune.criterion, "loss": cfg.train.loss, "model": cfg.model.model, "seed": cfg.seed}
+    (out / "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+def test_variants_are_grouped_apart_and_paired_against_a_baseline(sweep_dir: Path, tmp_path: Path) -> None:
+    from lnpt.experiments.paired import paired_differences
+    from scipy import stats
+
+    follow = tmp_path / "follow"
+    spec = sweep_from_dict({"prune": {"sparsity": 0.95}, "extra": [
+        {"criterion": "lnpt", "scope": "layer", "seed": s} for s in (0, 1, 2)] + [
+        {"criterion": "snip", "rounds": 10, "seed": s} for s in (0, 1, 2)]})
+    run_sweep(spec, follow, runner=variant_runner, progress=False, log=lambda s: None)
+    rows, _ = collect([sweep_dir, follow])
+    groups = {(g["criterion"], g["variant"], g["sparsity"], g["loss"]): g for g in group_rows(rows)}
+    # The default lnpt cells and the layer-wise ones are different experiments.
+    assert groups[("lnpt", "", 0.95, "lnpt")]["final_acc_mean"] == pytest.approx(np.mean([0.85, 0.80, 0.84]))
+    assert groups[("lnpt", "scope=layer", 0.95, "lnpt")]["final_acc_mean"] == pytest.approx(np.mean([0.86, 0.79, 0.88]))
+    assert groups[("snip", "rounds=10", 0.95, "lnpt")]["n"] == 3
+    paired = {(r["criterion"], r["variant"], r["sparsity"], r["loss"]): r for r in paired_differences(rows, "snip")}
+    assert ("snip", "", 0.95, "lnpt") not in paired  # the baseline itself
+    r = paired[("lnpt", "scope=layer", 0.95, "lnpt")]
+    diffs = np.array([0.86 - 0.70, 0.79 - 0.75, 0.88 - 0.71])
+    half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / math.sqrt(3)
+    assert r["n"] == 3 and r["wins"] == 3 and r["mean_diff"] == pytest.approx(diffs.mean())
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    r = paired[("snip", "rounds=10", 0.95, "lnpt")]
+    assert r["mean_diff"] == pytest.approx(np.mean([0.02, -0.01, -0.01])) and r["wins"] == 1
+    # The CLI: several folders, --against, paired.csv and the markdown section.
+    out = tmp_path / "rep"
+    assert main(["report", str(sweep_dir), str(follow), "--out", str(out), "--against", "snip"]) == 0
+    md = (out / "report.md").read_text()
+    assert "Paired differences against `snip`" in md and "lnpt [scope=layer]" in md
+    assert len(list(csv.DictReader(open(out / "paired.csv")))) == len(paired)
+    assert main(["report", str(sweep_dir), "--out", str(out), "--against", "synflow"]) == 2

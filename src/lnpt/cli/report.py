@@ -11,15 +11,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Reads every finished cell (summary.json, config.json, prune_report.json) of a "
                     "sweep directory and writes report.md, report.json, results.csv, "
                     "loss_comparison.csv, wall_times.csv and the figures (PNG and SVG).")
-    p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="folder written by `lnpt sweep`")
-    p.add_argument("--out", help="output folder (default: SWEEP_DIR/report)")
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR", nargs="+",
+                   help="folder(s) written by `lnpt sweep`; several are reported together (e.g. a grid "
+                        "and a follow-up sweep that reuses its baselines)")
+    p.add_argument("--out", help="output folder (default: the first SWEEP_DIR/report)")
+    p.add_argument("--against", metavar="CRITERION",
+                   help="also report every criterion's paired difference to this one at the same seed, "
+                        "with a 95%% interval (e.g. --against random); writes paired.csv")
     p.set_defaults(func=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
     from ..experiments.report import write_report
 
-    out = Path(args.out) if args.out else Path(args.sweep_dir) / "report"
-    result = write_report(args.sweep_dir, out)
+    out = Path(args.out) if args.out else Path(args.sweep_dir[0]) / "report"
+    result = write_report(args.sweep_dir, out, against=args.against)
     print(f"wrote {out}/report.md ({len(result['cells'])} finished cell(s), {len(result['groups'])} group(s))")
     return 0

@@ -2,7 +2,9 @@
 
 One row per finished cell is read from its run files (config.json for the *requested*
 settings, summary.json for the outcome, prune_report.json for the mask), then grouped by
-model x criterion x sparsity x loss over seeds. Spread is the sample standard deviation
+model x criterion x variant x sparsity x loss over seeds (a variant: the other settings a
+cell changes, see :mod:`.paired`); with ``against``, paired differences to a baseline
+criterion at the same seed are added. Spread is the sample standard deviation
 (ddof=1, undefined for a single seed); accuracies are fractions in the CSV files and
 percentages in the markdown. Everything is written atomically into ``--out``.
 """
@@ -21,10 +23,11 @@ from ..analysis.runs import SUMMARY_FILE, Run, load_run, prune_layers
 from ..atomic import write_text
 from ..errors import LnptError
 from .report_figures import accuracy_vs_sparsity_figure, kept_fraction_figure
+from .paired import assign_variants, flat_settings, paired_differences
 from .report_tables import render_markdown
 from .sweep import FAILURES_FILE
 
-GROUP_KEYS = ("model", "criterion", "sparsity", "loss")
+GROUP_KEYS = ("model", "criterion", "variant", "sparsity", "loss")
 LOSS_ORDER = ("lnpt", "pseudo", "supervised")
 
 
@@ -57,22 +60,27 @@ def cell_row(run: Run) -> dict[str, Any]:
         "prune_seconds": _float(pr.get("seconds")),
         "train_seconds": _float(s.get("train_seconds")),
         "layers": prune_layers(pr),
+        "settings": flat_settings(run.config),
     }
 
 
-def collect(sweep_dir: str | Path) -> tuple[list[dict], list[str]]:
-    """Rows of the finished cells and the names of unfinished ones (folders without summary)."""
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise LnptError(f"sweep directory {sweep_dir} does not exist")
+def collect(sweep_dirs: str | Path | Iterable[str | Path]) -> tuple[list[dict], list[str]]:
+    """Rows of the finished cells and the names of unfinished ones (folders without summary),
+    over one sweep directory or several (e.g. a grid and a follow-up that reuses its baselines)."""
+    dirs = [Path(sweep_dirs)] if isinstance(sweep_dirs, (str, Path)) else [Path(d) for d in sweep_dirs]
     rows, incomplete = [], []
-    for d in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if (d / SUMMARY_FILE).is_file():
-            rows.append(cell_row(load_run(d)))
-        elif (d / "config.json").is_file() or (d / "metrics.jsonl").is_file():
-            incomplete.append(d.name)
+    for sweep_dir in dirs:
+        if not sweep_dir.is_dir():
+            raise LnptError(f"sweep directory {sweep_dir} does not exist")
+        for d in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if (d / SUMMARY_FILE).is_file():
+                rows.append(cell_row(load_run(d)))
+            elif (d / "config.json").is_file() or (d / "metrics.jsonl").is_file():
+                incomplete.append(d.name if len(dirs) == 1 else f"{sweep_dir.name}/{d.name}")
     if not rows:
-        raise LnptError(f"no finished cells (folders with {SUMMARY_FILE}) in {sweep_dir}; run `lnpt sweep` first")
+        raise LnptError(f"no finished cells (folders with {SUMMARY_FILE}) in {', '.join(map(str, dirs))}; "
+                        "run `lnpt sweep` first")
+    assign_variants(rows)
     return rows, incomplete
 
 
@@ -123,21 +131,23 @@ def loss_comparison(rows: list[dict]) -> list[dict]:
     losses = _losses(rows)
     if len(losses) < 2:
         return []
-    per_loss = {(g["model"], g["criterion"], g["sparsity"], str(g["loss"])): g for g in group_rows(rows)}
-    keys = sorted({(r["model"], r["criterion"], r["sparsity"]) for r in rows},
+    per_loss = {(g["model"], g["criterion"], g["variant"], g["sparsity"], str(g["loss"])): g
+                for g in group_rows(rows)}
+    keys = sorted({(r["model"], r["criterion"], r["variant"], r["sparsity"]) for r in rows},
                   key=lambda k: tuple(_sort_key(v) for v in k))
     out = []
-    for m, c, s in keys:
-        row: dict[str, Any] = {"model": m, "criterion": c, "sparsity": s}
+    for m, c, v, s in keys:
+        row: dict[str, Any] = {"model": m, "criterion": c, "variant": v, "sparsity": s}
         for loss in losses:
-            g = per_loss.get((m, c, s, loss))
+            g = per_loss.get((m, c, v, s, loss))
             row[f"{loss}_mean"] = g["final_acc_mean"] if g else float("nan")
             row[f"{loss}_std"] = g["final_acc_std"] if g else float("nan")
             row[f"{loss}_n"] = g["n"] if g else 0
         for other in losses:
             if other != "lnpt" and "lnpt" in losses:
                 row[f"lnpt_minus_{other}"] = row["lnpt_mean"] - row[f"{other}_mean"]
-        row["masks"] = _masks_agree([r for r in rows if (r["model"], r["criterion"], r["sparsity"]) == (m, c, s)])
+        row["masks"] = _masks_agree([r for r in rows
+                                     if (r["model"], r["criterion"], r["variant"], r["sparsity"]) == (m, c, v, s)])
         out.append(row)
     return out
 
@@ -145,8 +155,9 @@ def loss_comparison(rows: list[dict]) -> list[dict]:
 def wall_times(rows: list[dict]) -> list[dict]:
     """Mean pruning (scoring), training and total run time per model x criterion x sparsity."""
     out = []
-    keys = ("model", "criterion", "sparsity", "n", "prune_seconds_mean", "train_seconds_mean", "seconds_mean")
-    for g in group_rows(rows, ("model", "criterion", "sparsity")):
+    keys = ("model", "criterion", "variant", "sparsity", "n", "prune_seconds_mean", "train_seconds_mean",
+            "seconds_mean")
+    for g in group_rows(rows, ("model", "criterion", "variant", "sparsity")):
         out.append({k: g[k] for k in keys})
     return out
 
@@ -181,16 +192,26 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> dict:
+def write_report(sweep_dir: str | Path | Iterable[str | Path], out: str | Path | None = None,
+                 against: str | None = None) -> dict:
     """Write results.csv, loss_comparison.csv, wall_times.csv, report.json, report.md and the
-    figures (PNG + SVG) for ``sweep_dir`` into ``out`` (default ``SWEEP_DIR/report``)."""
-    sweep_dir = Path(sweep_dir)
-    out = Path(out) if out is not None else sweep_dir / "report"
-    rows, incomplete = collect(sweep_dir)
-    failures_path = sweep_dir / FAILURES_FILE
-    failures = json.loads(failures_path.read_text()) if failures_path.is_file() else {}
-    result = {"sweep": str(sweep_dir), "groups": group_rows(rows), "comparison": loss_comparison(rows),
-              "wall_times": wall_times(rows), "cells": [{k: v for k, v in r.items() if k != "layers"} for r in rows],
+    figures (PNG + SVG) for ``sweep_dir`` (one folder or several) into ``out`` (default
+    ``SWEEP_DIR/report`` of the first); with ``against`` also paired.csv, the paired
+    differences of every criterion to that one."""
+    dirs = [Path(sweep_dir)] if isinstance(sweep_dir, (str, Path)) else [Path(d) for d in sweep_dir]
+    out = Path(out) if out is not None else dirs[0] / "report"
+    rows, incomplete = collect(dirs)
+    failures = {}
+    for d in dirs:
+        path = d / FAILURES_FILE
+        if path.is_file():
+            failures.update(json.loads(path.read_text()))
+    paired = paired_differences(rows, against) if against else []
+    if against and not any(r["criterion"] == against for r in rows):
+        raise LnptError(f"--against {against}: no finished cell uses criterion {against!r}")
+    result = {"sweep": ", ".join(map(str, dirs)), "groups": group_rows(rows), "comparison": loss_comparison(rows),
+              "wall_times": wall_times(rows), "paired": paired, "against": against,
+              "cells": [{k: v for k, v in r.items() if k not in ("layers", "settings")} for r in rows],
               "incomplete": incomplete,
               "failures": {k: v.get("error", "") for k, v in failures.items()},
               "total_seconds": float(np.nansum([r["seconds"] for r in rows]))}
@@ -201,6 +222,8 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None) -> dict:
     write_text(out / "results.csv", to_csv(result["groups"]))
     write_text(out / "loss_comparison.csv", to_csv(result["comparison"]))
     write_text(out / "wall_times.csv", to_csv(result["wall_times"]))
+    if paired:
+        write_text(out / "paired.csv", to_csv(paired))
     write_text(out / "report.json", json.dumps(_jsonable(result), indent=2, allow_nan=False) + "\n")
     write_text(out / "report.md", render_markdown(result))
     return result

@@ -19,8 +19,12 @@ def _grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def _label(r: dict) -> str:
+    return f"{r['criterion']} [{r['variant']}]" if r.get("variant") else str(r["criterion"])
+
+
 def _criteria(records: list[dict]) -> list[str]:
-    return sorted({str(r["criterion"]) for r in records})
+    return sorted({_label(r) for r in records})
 
 
 def accuracy_vs_sparsity_figure(groups: list[dict], out_dir: Path, stem: str = "accuracy_vs_sparsity") -> list[Path]:
@@ -33,7 +37,7 @@ def accuracy_vs_sparsity_figure(groups: list[dict], out_dir: Path, stem: str = "
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, (model, loss) in zip(axes, panels):
         for crit in criteria:
-            sel = sorted((g for g in groups if (str(g["model"]), str(g["loss"]), str(g["criterion"])) == (model, loss, crit)),
+            sel = sorted((g for g in groups if (str(g["model"]), str(g["loss"]), _label(g)) == (model, loss, crit)),
                          key=lambda g: g["sparsity"])
             if not sel:
                 continue
@@ -74,7 +78,7 @@ def kept_fraction_figure(rows: list[dict], out_dir: Path, stem: str = "kept_frac
             layers += [name for name in r["layers"] if name not in layers]
         x = np.arange(len(layers))
         for crit in criteria:
-            sel = [r for r in members if str(r["criterion"]) == crit]
+            sel = [r for r in members if _label(r) == crit]
             if not sel:
                 continue
             y = [_finite_mean([r["layers"][name]["kept_fraction"] if name in r["layers"] else float("nan")

@@ -24,6 +24,11 @@ def _sparsity(v: Any) -> str:
     return f"{100 * v:g}%" if isinstance(v, float) and not math.isnan(v) else str(v)
 
 
+def crit(r: dict) -> str:
+    """A criterion with its variant, e.g. ``lnpt [scope=layer]``."""
+    return f"{r['criterion']} [{r['variant']}]" if r.get("variant") else str(r["criterion"])
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
         ["| " + " | ".join(r) + " |" for r in rows] + [""]
@@ -42,7 +47,7 @@ def render_markdown(result: dict) -> str:
     lines += ["## Test accuracy per model x criterion x sparsity x loss", ""]
     lines += _table(
         ["model", "criterion", "sparsity", "loss", "seeds", "final acc", "best acc", "achieved sparsity", "time (s)"],
-        [[str(g["model"]), str(g["criterion"]), _sparsity(g["sparsity"]), str(g["loss"]), str(g["n"]),
+        [[str(g["model"]), crit(g), _sparsity(g["sparsity"]), str(g["loss"]), str(g["n"]),
           pct(g["final_acc_mean"], g["final_acc_std"]), pct(g["best_acc_mean"], g["best_acc_std"]),
           _num(g["achieved_sparsity_mean"], "{:.4f}"), _num(g["seconds_mean"])] for g in result["groups"]])
     lines += ["CSV: `results.csv`.", ""]
@@ -57,16 +62,27 @@ def render_markdown(result: dict) -> str:
                   "checks that the per-layer kept counts agree across losses.", ""]
         lines += _table(
             ["model", "criterion", "sparsity"] + losses + [d.replace("_minus_", " − ") for d in diffs] + ["masks"],
-            [[str(r["model"]), str(r["criterion"]), _sparsity(r["sparsity"])]
+            [[str(r["model"]), crit(r), _sparsity(r["sparsity"])]
              + [pct(r[f"{loss}_mean"], r[f"{loss}_std"]) for loss in losses]
              + [_num(100 * r[d], "{:+.2f}") if not math.isnan(r[d]) else "—" for d in diffs] + [r["masks"]]
              for r in comp])
         lines += ["CSV: `loss_comparison.csv`.", ""]
 
+    if result.get("paired"):
+        lines += [f"## Paired differences against `{result['against']}`", "",
+                  f"Final accuracy minus `{result['against']}`'s at the same model, sparsity, loss and "
+                  "seed (the same seed shares the initialisation, scoring batches and data order), in "
+                  "accuracy points: mean over seeds with a 95% Student-t interval. An interval that "
+                  "contains 0 means this sweep cannot tell the two apart. CSV: `paired.csv`.", ""]
+        lines += _table(["model", "criterion", "sparsity", "loss", "seeds", "mean diff", "95% interval", "wins"],
+                        [[str(r["model"]), crit(r), _sparsity(r["sparsity"]), str(r["loss"]), str(r["n"]),
+                          _num(100 * r["mean_diff"], "{:+.2f}"),
+                          "—" if math.isnan(r["ci_low"]) else f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]",
+                          f"{r['wins']}/{r['n']}"] for r in result["paired"]])
     lines += ["## Wall times", "", "Mean seconds per cell: pruning (scoring + mask), training epochs, "
               "and the whole run (data, teacher, pruning, training, evaluation).", ""]
     lines += _table(["model", "criterion", "sparsity", "cells", "prune (s)", "train (s)", "run (s)"],
-                    [[str(w["model"]), str(w["criterion"]), _sparsity(w["sparsity"]), str(w["n"]),
+                    [[str(w["model"]), crit(w), _sparsity(w["sparsity"]), str(w["n"]),
                       _num(w["prune_seconds_mean"], "{:.2f}"), _num(w["train_seconds_mean"]), _num(w["seconds_mean"])]
                      for w in result["wall_times"]])
     lines += ["## Figures", ""]

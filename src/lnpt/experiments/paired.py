@@ -1,0 +1,101 @@
+"""Which cells of a sweep are the same experiment, and paired differences between criteria.
+
+Two things a mean ± std table hides:
+
+- **Variants.** A sweep may vary settings beyond model x criterion x sparsity x loss (scope,
+  rounds, score temperature, ...). Cells that differ in such a setting are different
+  experiments and must not be averaged together; :func:`assign_variants` labels each cell with
+  the settings in which it departs from the defaults (``scope=layer``), among those that vary.
+- **Pairing.** Cells with the same seed share the student's initialisation, the scoring
+  batches and the data order, so the difference between two criteria *at the same seed* is far
+  less noisy than the difference of their means. :func:`paired_differences` reports, against
+  a baseline criterion, the mean paired difference with a 95% Student-t interval over seeds:
+  an interval that contains 0 says the sweep cannot tell the two apart.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ..config import OPERATIONAL, RunConfig, result_settings
+
+#: Settings that define a report group by themselves (never part of a variant label).
+BASE_KEYS = ("model", "criterion", "sparsity", "loss", "seed")
+
+
+def _flat(nested: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in nested.items():
+        if isinstance(v, dict):
+            out.update(v)
+        else:
+            out[k] = v
+    return out
+
+
+DEFAULTS: dict[str, Any] = _flat(result_settings(RunConfig()))
+
+
+def flat_settings(config: dict) -> dict[str, Any]:
+    """A run's config.json as one flat mapping, without operational settings."""
+    return {k: v for k, v in _flat(config).items() if k not in OPERATIONAL}
+
+
+def assign_variants(rows: list[dict]) -> None:
+    """Set ``row["variant"]`` ("" for the default settings) on every row, in place.
+
+    A setting counts when it takes more than one value among the rows of one model (a width
+    that only follows the model does not split groups); a row's label lists those settings
+    where its value differs from the default, e.g. ``rounds=10, scope=layer``.
+    """
+    keys: set[str] = set()
+    for model in {r["model"] for r in rows}:
+        members = [r["settings"] for r in rows if r["model"] == model]
+        for k in set().union(*members) - set(BASE_KEYS):
+            if len({repr(m.get(k)) for m in members}) > 1:
+                keys.add(k)
+    for r in rows:
+        s = r["settings"]
+        r["variant"] = ", ".join(f"{k}={s.get(k)}" for k in sorted(keys)
+                                 if k in s and s.get(k) != DEFAULTS.get(k))
+
+
+def _t_interval(diffs: np.ndarray) -> tuple[float, float]:
+    if len(diffs) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs))
+    return float(diffs.mean() - half), float(diffs.mean() + half)
+
+
+def paired_differences(rows: list[dict], against: str) -> list[dict]:
+    """Final-accuracy differences to criterion ``against`` (default variant) at the same model,
+    sparsity, loss and seed: per group, the mean difference, its 95% t-interval, the number
+    of seeds paired and how many of them the group won. Groups without a baseline are skipped."""
+    base: dict[tuple, dict[Any, float]] = {}
+    for r in rows:
+        if r["criterion"] == against and not r["variant"]:
+            base.setdefault((r["model"], r["sparsity"], r["loss"]), {})[r["seed"]] = r["final_acc"]
+    groups: dict[tuple, dict[Any, float]] = {}
+    for r in rows:
+        if r["criterion"] == against and not r["variant"]:
+            continue
+        groups.setdefault((r["model"], r["criterion"], r["variant"], r["sparsity"], r["loss"]), {})[r["seed"]] = \
+            r["final_acc"]
+    out = []
+    for (model, crit, variant, sparsity, loss), accs in groups.items():
+        ref = base.get((model, sparsity, loss))
+        if not ref:
+            continue
+        seeds = sorted((s for s in accs if s in ref and math.isfinite(accs[s]) and math.isfinite(ref[s])), key=str)
+        if not seeds:
+            continue
+        diffs = np.array([accs[s] - ref[s] for s in seeds])
+        low, high = _t_interval(diffs)
+        out.append({"model": model, "criterion": crit, "variant": variant, "sparsity": sparsity, "loss": loss,
+                    "against": against, "n": len(seeds), "mean_diff": float(diffs.mean()),
+                    "ci_low": low, "ci_high": high, "wins": int((diffs > 0).sum()), "seeds": seeds})
+    out.sort(key=lambda r: (str(r["model"]), str(r["loss"]), r["sparsity"], str(r["criterion"]), r["variant"]))
+    return out
