@@ -22,7 +22,11 @@ def test_layer_scope_keeps_the_best_channels_of_each_group() -> None:
 def test_min_channels_floor_and_round_to() -> None:
     groups = [group("a", 24), group("b", 3)]
     scores = {"a": torch.rand(24), "b": torch.rand(3)}
-    assert kept_counts(groups, scores, 0.3, round_to=8) == {"a": 16, "b": 2}  # 16.8 -> 16; b too small to round
+    assert kept_counts(groups, scores, 0.3, round_to=8) == {"a": 16, "b": 2}  # 16.8 -> 16; b: multiple of 2
+    # A layer no wider than round_to rounds to a halving of it, never to an odd count.
+    narrow = [group("c", 16), group("d", 16)]
+    assert kept_counts(narrow, {"c": torch.rand(16), "d": torch.rand(16)}, 0.45, round_to=16) == {"c": 8, "d": 8}
+    assert kept_counts(narrow, {"c": torch.rand(16), "d": torch.rand(16)}, 0.2, round_to=16) == {"c": 16, "d": 16}
     assert kept_counts(groups, scores, 0.9, min_channels=3) == {"a": 3, "b": 3}
     assert kept_counts(groups, scores, 0.99) == {"a": 1, "b": 1}  # never a zero-width layer
 
