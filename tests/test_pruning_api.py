@@ -198,3 +198,12 @@ def test_kl_needs_softmax(digits, digits_teacher):
     with pytest.raises(PruningError, match="softmax"):
         prune_at_init(_student(digits), PruneConfig(score_smoothing="l2", **FAST), digits.train.unlabeled(),
                       digits_teacher)
+
+
+def test_unknown_score_bn_is_refused_for_weights_and_channels(digits):
+    from lnpt.pruning.student import prune_student
+
+    for structured in (False, True):
+        with pytest.raises(PruningError, match="unknown --score-bn 'eval'; known: train, frozen"):
+            prune_student(_student(digits), PruneConfig(criterion="magnitude", score_bn="eval", structured=structured),
+                          digits.train.unlabeled(), None)

@@ -166,8 +166,9 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.parametrize("score_bn", ["train", "frozen"])
 @pytest.mark.parametrize("name", CRITERIA.names())
-def test_scoring_leaves_model_unchanged(name, digits, digits_teacher):
+def test_scoring_leaves_model_unchanged(name, score_bn, digits, digits_teacher):
     """Weights, BatchNorm statistics, masks, grads, requires_grad and train/eval flag are untouched."""
     model = create_model("resnet20", digits.info.input_shape, 10, width=0.25, seed=0)
     names = [n for n, p in model.named_parameters() if p.dim() > 1]
@@ -179,7 +180,7 @@ def test_scoring_leaves_model_unchanged(name, digits, digits_teacher):
     batches = [x for _, x in digits.train.unlabeled().batches(32, limit=2)]
     guidance = [digits_teacher.guide(x) for x in batches]
     inputs = ScoringInputs(tuple(batches), tuple(guidance), lambda i: guidance[i].pseudo_labels,
-                           digits.info.input_shape, PruneConfig(), torch.Generator().manual_seed(0))
+                           digits.info.input_shape, PruneConfig(score_bn=score_bn), torch.Generator().manual_seed(0))
     masks_before = get_masks(model)
     scores = CRITERIA.get(name).score(model, masks, inputs)
     assert set(scores) == set(masks)
@@ -194,3 +195,32 @@ def test_scoring_leaves_model_unchanged(name, digits, digits_teacher):
     assert all(torch.equal(get_masks(model)[k], m) for k, m in masks_before.items())
     model2 = copy.deepcopy(model)
     assert torch.equal(model2(batches[0]), model(batches[0]))
+
+
+def test_frozen_batchnorm_makes_the_score_see_a_filters_scale(digits):
+    """In train mode BatchNorm hides a filter's scale: per filter, sum_j theta_j dL/dtheta_j = 0.
+    With statistics frozen on the scoring batches it does not, and SNIP's scores change."""
+    from lnpt.pruning.criteria.base import accumulated_grad, scoring_copy
+
+    model = create_model("resnet20", digits.info.input_shape, 10, width=0.25, seed=0)
+    batches = [x for _, x in digits.train.unlabeled().batches(64, limit=2)]
+    labels = [torch.randint(0, 10, (x.shape[0],), generator=torch.Generator().manual_seed(i))
+              for i, x in enumerate(batches)]
+    conv = "blocks.1.conv1.weight"  # followed by a BatchNorm
+    masks = {conv: torch.ones_like(model.get_parameter(conv))}
+    sums = {}
+    for mode in ("train", "frozen"):
+        inputs = _inputs(batches, labels=lambda i: labels[i], score_bn=mode)
+        work, params = scoring_copy(model, masks, inputs)
+        assert work.training == (mode == "train")
+        (g,) = accumulated_grad(params, lambda i: F.cross_entropy(work(batches[i]), labels[i]), len(batches))
+        per_filter = (params[conv].detach() * g).flatten(1).sum(1).abs()
+        sums[mode] = float(per_filter.max() / (params[conv].detach() * g).abs().flatten(1).sum(1).max())
+    assert sums["train"] < 1e-4           # scale-invariant: the products cancel within each filter
+    assert sums["frozen"] > 1e-2          # no longer
+    # The statistics come from the scoring batches: the first BatchNorm's mean is theirs.
+    inputs = _inputs(batches, score_bn="frozen")
+    work, _ = scoring_copy(model, {}, inputs)
+    with torch.no_grad():
+        first = work.conv1(torch.cat(batches))
+    assert torch.allclose(work.bn1.running_mean, first.mean((0, 2, 3)), atol=1e-5)

@@ -69,6 +69,10 @@ class PruneConfig:
     score_tau: float = _f(4.0, "temperature of the feature smoothing in the LNPT score")
     score_distance: str = _f("kl", "feature distance of the LNPT score", ("kl", "mse"))
     score_smoothing: str = _f("softmax", "feature smoothing of the LNPT score", ("softmax", "l2", "none"))
+    score_bn: str = _f("train", "BatchNorm while scoring: 'train' normalises each scoring batch by its own "
+                                "statistics (as in training); 'frozen' first estimates the statistics on "
+                                "the scoring batches, then scores with them fixed, so a filter's scale is "
+                                "no longer invisible to the score", ("train", "frozen"))
     label_source: str = _f("teacher", "labels for SNIP/GraSP: teacher pseudo-labels or true labels", ("teacher", "true"))
     prune_first: bool = _f(True, "also prune the first layer")
     prune_classifier: bool = _f(False, "also prune the final classifier (dense by default, as Synaptic-Flow)")

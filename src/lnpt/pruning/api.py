@@ -57,6 +57,8 @@ def validate_prune_config(cfg: PruneConfig) -> CriterionSpec:
         raise PruningError(f"--rounds must be >= 1 (1 = one-shot), got {cfg.rounds}")
     if cfg.min_kept < 0:
         raise PruningError(f"--min-kept must be >= 0, got {cfg.min_kept}")
+    if cfg.score_bn not in ("train", "frozen"):
+        raise PruningError(f"unknown --score-bn {cfg.score_bn!r}; known: train, frozen")
     if cfg.scope not in ("global", "layer"):
         raise PruningError(f"unknown scope {cfg.scope!r}; known: global, layer")
     if cfg.label_source not in ("teacher", "true"):

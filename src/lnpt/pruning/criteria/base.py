@@ -69,14 +69,16 @@ def register_criterion(name: str, *, needs: Needs = "none", default_rounds: int 
     return decorator
 
 
-def scoring_copy(model: nn.Module, masks: Masks) -> tuple[nn.Module, dict[str, nn.Parameter]]:
+def scoring_copy(model: nn.Module, masks: Masks,
+                 inputs: ScoringInputs | None = None) -> tuple[nn.Module, dict[str, nn.Parameter]]:
     """A private, plain copy of ``model`` with ``masks`` multiplied into its weights.
 
     Scoring on a copy is how every criterion leaves the scored model untouched (weights,
     BatchNorm running statistics, train/eval flag, masks). Masks already attached to the
     model are folded in, so pruned weights are zero and score zero. Only the masked weights
     require grad: gradients of everything else are never needed. The copy is in train mode
-    (BatchNorm uses batch statistics, as during the training the mask is chosen for).
+    (BatchNorm uses batch statistics, as during the training the mask is chosen for), unless
+    ``inputs.cfg.score_bn`` is "frozen" (see :func:`freeze_batchnorm`).
     """
     work = copy.deepcopy(model)
     remove_masks(work)
@@ -91,10 +93,42 @@ def scoring_copy(model: nn.Module, masks: Masks) -> tuple[nn.Module, dict[str, n
     with torch.no_grad():
         for name, mask in masks.items():
             params[name].mul_(mask.to(params[name].dtype))
+    if inputs is not None and inputs.cfg.score_bn == "frozen":
+        freeze_batchnorm(work, inputs.batches)
     chosen = {name: params[name] for name in masks}
     for p in chosen.values():
         p.requires_grad_(True)
     return work, chosen
+
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@torch.no_grad()
+def freeze_batchnorm(work: nn.Module, batches: Sequence[torch.Tensor]) -> None:
+    """Estimate every BatchNorm's statistics on ``batches`` (an exact average over them), then
+    put ``work`` in eval mode so scoring uses those statistics as constants.
+
+    Why: in train mode BatchNorm divides a filter's output by its own batch norm, so the loss
+    does not change when a filter is scaled, and its gradient is orthogonal to the filter
+    (sum_j theta_j g_j = 0 per filter). Saliencies |theta * g| then see only how a weight turns
+    its filter, not how much it contributes. With the statistics fixed the network is an
+    ordinary function of its weights at the scale the data gives it.
+    """
+    norms = [m for m in work.modules() if isinstance(m, _NORMS) and m.track_running_stats]
+    if not norms:
+        work.eval()
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: every batch counts equally
+    work.train()
+    for x in batches:
+        work(x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    work.eval()
 
 
 def grad_or_zero(grads: Sequence[torch.Tensor | None], params: Sequence[torch.Tensor]) -> list[torch.Tensor]:

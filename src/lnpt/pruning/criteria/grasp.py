@@ -23,7 +23,7 @@ def grasp(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[str, to
     if inputs.labels is None:
         raise PruningError("grasp needs a label source (teacher pseudo-labels or true labels)")
     labels = inputs.labels
-    work, params = scoring_copy(model, masks)
+    work, params = scoring_copy(model, masks, inputs)
     hg = hessian_gradient_product(
         params, lambda i: F.cross_entropy(work(inputs.batches[i]) / TEMPERATURE, labels(i)), len(inputs.batches))
     return {name: p.detach() * h for (name, p), h in zip(params.items(), hg)}

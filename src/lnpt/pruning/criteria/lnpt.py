@@ -49,6 +49,6 @@ def feature_map_loss(model: nn.Module, inputs: ScoringInputs) -> Callable[[int],
 # gives the one-shot criterion.
 @register_criterion("lnpt", needs="teacher", default_rounds=10)
 def lnpt(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[str, torch.Tensor]:
-    work, params = scoring_copy(model, masks)
+    work, params = scoring_copy(model, masks, inputs)
     grads = accumulated_grad(params, feature_map_loss(work, inputs), len(inputs.batches))
     return {name: (p.detach() * g).abs() for (name, p), g in zip(params.items(), grads)}

@@ -16,6 +16,6 @@ from .lnpt import feature_map_loss
 
 @register_criterion("lnpt-dynamics", needs="teacher", signed=True)
 def lnpt_dynamics(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[str, torch.Tensor]:
-    work, params = scoring_copy(model, masks)
+    work, params = scoring_copy(model, masks, inputs)
     hg = hessian_gradient_product(params, feature_map_loss(work, inputs), len(inputs.batches))
     return {name: p.detach() * h for (name, p), h in zip(params.items(), hg)}

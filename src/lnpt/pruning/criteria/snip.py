@@ -20,7 +20,7 @@ def snip(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[str, tor
     if inputs.labels is None:
         raise PruningError("snip needs a label source (teacher pseudo-labels or true labels)")
     labels = inputs.labels
-    work, params = scoring_copy(model, masks)
+    work, params = scoring_copy(model, masks, inputs)
     grads = accumulated_grad(params, lambda i: F.cross_entropy(work(inputs.batches[i]), labels(i)),
                              len(inputs.batches))
     return {name: (p.detach() * g).abs() for (name, p), g in zip(params.items(), grads)}

@@ -34,7 +34,7 @@ def _hooked(groups: Sequence[ChannelGroup]) -> list[str]:
 
 @register_channel_criterion("lnpt-fm", needs="teacher")
 def lnpt_feature_map(model: nn.Module, groups: Sequence[ChannelGroup], inputs: ScoringInputs) -> dict[str, torch.Tensor]:
-    work, _ = scoring_copy(model, {})
+    work, _ = scoring_copy(model, {}, inputs)
     names = _hooked(groups)
     acts: dict[str, torch.Tensor] = {}
     handles = [work.get_submodule(n).register_forward_hook(
