@@ -161,7 +161,7 @@ def load_runs(paths: list[str | Path], expand_sweeps: bool = False) -> list[Run]
 def run_labels(runs: list[Run]) -> list[str]:
     """Short legend labels: the settings that differ between runs ("criterion=snip, seed=1"),
     falling back to folder names when the configs do not tell the runs apart."""
-    flat = [_flatten(r.config) for r in runs]
+    flat = [flatten_config(r.config) for r in runs]
     keys = sorted({k for f in flat for k in f})
     varying = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1]
     labels = [", ".join(f"{k}={_fmt(f.get(k))}" for k in varying) for f in flat]
@@ -171,7 +171,8 @@ def run_labels(runs: list[Run]) -> list[str]:
     return names if len(set(names)) == len(names) else [str(r.path) for r in runs]
 
 
-def _flatten(config: dict) -> dict:
+def flatten_config(config: dict) -> dict:
+    """A nested config.json as one flat mapping (field names are unique across sections)."""
     out = {}
     for k, v in config.items():
         if isinstance(v, dict):

@@ -20,28 +20,19 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ..analysis.runs import flatten_config
 from ..config import OPERATIONAL, RunConfig, result_settings
 
 #: Settings that define a report group by themselves (never part of a variant label).
 BASE_KEYS = ("model", "criterion", "sparsity", "loss", "seed")
 
 
-def _flat(nested: dict) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in nested.items():
-        if isinstance(v, dict):
-            out.update(v)
-        else:
-            out[k] = v
-    return out
-
-
-DEFAULTS: dict[str, Any] = _flat(result_settings(RunConfig()))
+DEFAULTS: dict[str, Any] = flatten_config(result_settings(RunConfig()))
 
 
 def flat_settings(config: dict) -> dict[str, Any]:
     """A run's config.json as one flat mapping, without operational settings."""
-    return {k: v for k, v in _flat(config).items() if k not in OPERATIONAL}
+    return {k: v for k, v in flatten_config(config).items() if k not in OPERATIONAL}
 
 
 def assign_variants(rows: list[dict]) -> None:
