@@ -81,7 +81,20 @@ def collect(sweep_dirs: str | Path | Iterable[str | Path]) -> tuple[list[dict], 
         raise LnptError(f"no finished cells (folders with {SUMMARY_FILE}) in {', '.join(map(str, dirs))}; "
                         "run `lnpt sweep` first")
     assign_variants(rows)
-    return rows, incomplete
+    return _unique(rows), incomplete
+
+
+def _unique(rows: list[dict]) -> list[dict]:
+    """One row per experiment: two folders with the same result-deciding settings (e.g. a
+    follow-up sweep's base cell that repeats a grid cell) are the same run, counted once."""
+    seen: set[str] = set()
+    out = []
+    for r in rows:
+        key = json.dumps(r["settings"], sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
 
 
 def _sort_key(value: Any) -> tuple:
