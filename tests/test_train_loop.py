@@ -200,7 +200,7 @@ def test_local_teacher_prefetch_runs_in_a_worker_and_changes_nothing(digits, dig
 def test_auto_prefetch_for_a_local_teacher_only_with_idle_cores(digits_teacher, monkeypatch):
     from lnpt.train import wants_prefetch
 
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr("lnpt.train.loop.available_cores", lambda: 8)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
     assert not wants_prefetch("auto", digits_teacher)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)

@@ -187,7 +187,15 @@ def wants_prefetch(setting: str, teacher: Teacher | None) -> bool:
         return False
     if setting == "on" or getattr(teacher, "prefers_prefetch", False):
         return True
-    return 2 * torch.get_num_threads() <= (os.cpu_count() or 1)
+    return 2 * torch.get_num_threads() <= available_cores()
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's share), not the
+    machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _with_guidance(items: Iterable[tuple], guide: Callable | None,
