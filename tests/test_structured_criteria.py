@@ -107,3 +107,21 @@ def test_teacher_criteria_need_a_teacher(digits: DataSplits) -> None:
     with pytest.raises(PruningError, match="min-channels"):
         prune_channels(model, PruneConfig(criterion="random", structured=True, min_channels=0),
                        digits.train.unlabeled(), None)
+
+
+def test_lnpt_feature_map_sum_abs_lets_positions_cancel(digits: DataSplits, teacher) -> None:
+    """|sum over positions of a*g| <= sum of |a*g| per channel (triangle inequality), strictly
+    somewhere: the Taylor form (sum-abs) is a different score, not a rescaling."""
+    model = create_model("vgg11", digits.info.input_shape, 10, 0.125, seed=0)
+    _, abs_sum, _ = scores_for("lnpt-fm", model, digits, teacher)
+    _, sum_abs, _ = scores_for("lnpt-fm", model, digits, teacher, fm_saliency="sum-abs")
+    assert abs_sum.keys() == sum_abs.keys()
+    for k in abs_sum:
+        assert bool((sum_abs[k] <= abs_sum[k] * (1 + 1e-5)).all()), k  # float32 summation order
+    first = "features.0"
+    assert bool((sum_abs[first] < abs_sum[first]).any())
+    ratio = sum_abs[first] / abs_sum[first]
+    assert float(ratio.max() - ratio.min()) > 1e-3  # not a common factor: the ranking can change
+    with pytest.raises(PruningError, match="unknown --fm-saliency 'taylor'"):
+        prune_channels(model, PruneConfig(criterion="lnpt-fm", structured=True, fm_saliency="taylor"),
+                       digits.train.unlabeled(), teacher)

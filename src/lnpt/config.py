@@ -85,6 +85,10 @@ class PruneConfig:
     channel_scope: str = _f("layer", "structured: the same ratio in every layer, or rank channels across "
                                      "layers (scores normalised by their layer's mean)", ("layer", "global"))
     min_channels: int = _f(1, "structured: every layer keeps at least this many channels")
+    fm_saliency: str = _f("abs-sum", "structured, criterion lnpt-fm: per sample, sum |a*g| over positions "
+                                      "(abs-sum) or take |sum a*g| (sum-abs: the first-order change of L_fm when "
+                                      "the channel is zeroed, Molchanov et al.'s Taylor criterion)",
+                          ("abs-sum", "sum-abs"))
     round_to: int = _f(1, "structured: round each layer's kept channel count to a multiple of this "
                           "(8 suits CPU vector units); 1 = no rounding")
 

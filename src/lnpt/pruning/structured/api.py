@@ -46,6 +46,8 @@ def validate_structured_config(cfg: PruneConfig) -> ChannelCriterion:
         raise PruningError(f"--round-to must be >= 1 (1 = no rounding), got {cfg.round_to}")
     if cfg.batches < 1 or cfg.score_batch_size < 1:
         raise PruningError("--batches and --score-batch-size must be >= 1")
+    if cfg.fm_saliency not in ("abs-sum", "sum-abs"):
+        raise PruningError(f"unknown --fm-saliency {cfg.fm_saliency!r}; known: abs-sum, sum-abs")
     if cfg.score_bn not in ("train", "frozen"):
         raise PruningError(f"unknown --score-bn {cfg.score_bn!r}; known: train, frozen")
     if cfg.label_source not in ("teacher", "true"):

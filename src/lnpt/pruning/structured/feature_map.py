@@ -6,8 +6,11 @@ before the non-linearity: the BatchNorm output when the group has one, else the 
 output. (Right after a conv followed by batch-statistics BatchNorm the saliency would be
 meaningless: BatchNorm undoes any rescaling of the conv output.) An in-place ReLU after the
 hooked output gives the same products, because a*dL/da vanishes wherever ReLU zeroes a.
-Per channel: |a * g| summed over positions, averaged over samples and scoring batches, then
-summed over the group's members (every BatchNorm feeding one residual stream).
+Per channel: |a * g| summed over positions (``--fm-saliency abs-sum``, the default) or
+|sum of a * g over positions| (``sum-abs``: the first-order change of L_fm when the channel is
+zeroed in that sample, as Molchanov et al.'s Taylor criterion; signs of different positions
+cancel), averaged over samples and scoring batches, then summed over the group's members
+(every BatchNorm feeding one residual stream).
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ def lnpt_feature_map(model: nn.Module, groups: Sequence[ChannelGroup], inputs: S
     # while no parameter gradient is computed.
     inputs = dataclasses.replace(inputs, batches=tuple(b.detach().requires_grad_(True) for b in inputs.batches))
     loss = feature_map_loss(work, inputs)
+    cancel = inputs.cfg.fm_saliency == "sum-abs"
     total: dict[str, torch.Tensor] = {}
     try:
         for i in range(len(inputs.batches)):
@@ -54,8 +58,11 @@ def lnpt_feature_map(model: nn.Module, groups: Sequence[ChannelGroup], inputs: S
                 if g is None:
                     continue
                 a = acts[n].detach()
-                dims = [d for d in range(a.dim()) if d != 1]
-                per_channel = (a * g).abs().sum(dim=dims).to(torch.float64) / a.shape[0]
+                positions = [d for d in range(2, a.dim())]
+                prod = a * g
+                if cancel and positions:
+                    prod = prod.sum(dim=positions)
+                per_channel = prod.abs().sum(dim=[d for d in range(prod.dim()) if d != 1]).to(torch.float64) / a.shape[0]
                 total[n] = total[n] + per_channel if n in total else per_channel
     finally:
         for h in handles:
