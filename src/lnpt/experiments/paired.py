@@ -40,7 +40,8 @@ def assign_variants(rows: list[dict]) -> None:
 
     A setting counts when it takes more than one value among the rows of one model (a width
     that only follows the model does not split groups); a row's label lists those settings
-    where its value differs from the default, e.g. ``rounds=10, scope=layer``.
+    where its value differs from the default, e.g. ``rounds=10, scope=layer``. Channel-pruned
+    cells always name their channel ratio.
     """
     keys: set[str] = set()
     for model in {r["model"] for r in rows}:
@@ -50,8 +51,10 @@ def assign_variants(rows: list[dict]) -> None:
                 keys.add(k)
     for r in rows:
         s = r["settings"]
-        r["variant"] = ", ".join(f"{k}={s.get(k)}" for k in sorted(keys)
-                                 if k in s and s.get(k) != DEFAULTS.get(k))
+        label = [f"{k}={s.get(k)}" for k in sorted(keys) if k in s and s.get(k) != DEFAULTS.get(k)]
+        always = [f"channel_ratio={s.get('channel_ratio')}"] if s.get("structured") and "channel_ratio" not in keys else []
+        r["variant"] = ", ".join(always + label)  # channel-pruned cells always say what was removed
+        r["default_variant"] = not label
 
 
 def _t_interval(diffs: np.ndarray) -> tuple[float, float]:
@@ -67,11 +70,11 @@ def paired_differences(rows: list[dict], against: str) -> list[dict]:
     of seeds paired and how many of them the group won. Groups without a baseline are skipped."""
     base: dict[tuple, dict[Any, float]] = {}
     for r in rows:
-        if r["criterion"] == against and not r["variant"]:
+        if r["criterion"] == against and r["default_variant"]:
             base.setdefault((r["model"], r["sparsity"], r["loss"]), {})[r["seed"]] = r["final_acc"]
     groups: dict[tuple, dict[Any, float]] = {}
     for r in rows:
-        if r["criterion"] == against and not r["variant"]:
+        if r["criterion"] == against and r["default_variant"]:
             continue
         groups.setdefault((r["model"], r["criterion"], r["variant"], r["sparsity"], r["loss"]), {})[r["seed"]] = \
             r["final_acc"]

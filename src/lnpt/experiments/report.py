@@ -50,7 +50,10 @@ def cell_row(run: Run) -> dict[str, Any]:
         "cell": run.name,
         "model": run.setting("model", s.get("model")),
         "criterion": run.setting("criterion", s.get("criterion")),
-        "sparsity": _float(run.setting("sparsity", s.get("sparsity"))),
+        # Channel-pruned cells have no requested sparsity: they are placed at the fraction of
+        # weights their shapes removed (the same for every criterion at one channel ratio).
+        "sparsity": (round(_float(s.get("sparsity", pr.get("sparsity"))), 4) if run.setting("structured")
+                     else _float(run.setting("sparsity", s.get("sparsity")))),
         "loss": run.setting("loss", s.get("loss")),
         "seed": run.setting("seed", s.get("seed")),
         "final_acc": _float(s.get("final_acc")),
@@ -224,7 +227,7 @@ def write_report(sweep_dir: str | Path | Iterable[str | Path], out: str | Path |
         raise LnptError(f"--against {against}: no finished cell uses criterion {against!r}")
     result = {"sweep": ", ".join(map(str, dirs)), "groups": group_rows(rows), "comparison": loss_comparison(rows),
               "wall_times": wall_times(rows), "paired": paired, "against": against,
-              "cells": [{k: v for k, v in r.items() if k not in ("layers", "settings")} for r in rows],
+              "cells": [{k: v for k, v in r.items() if k not in ("layers", "settings", "default_variant")} for r in rows],
               "incomplete": incomplete,
               "failures": {k: v.get("error", "") for k, v in failures.items()},
               "total_seconds": float(np.nansum([r["seconds"] for r in rows]))}
