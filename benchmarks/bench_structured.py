@@ -54,6 +54,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--tau", type=float, default=4.0, help="LNPT loss feature temperature (default: 4)")
+    p.add_argument("--score-tau", type=float, default=4.0,
+                   help="LNPT score feature temperature (default: 4, the value the recorded results used)")
     p.add_argument("--warmup-epochs", type=float, default=0.0)
     p.add_argument("--clip-grad-norm", type=float, default=None)
     p.add_argument("--train-threads", type=int, default=2, help="torch threads while training (default: 2)")
@@ -68,7 +70,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def config(args: argparse.Namespace, model: str, width: float, criterion: str, ratio: float) -> RunConfig:
     prune = (PruneConfig(criterion=criterion, structured=True, channel_ratio=ratio, round_to=args.round_to,
-                         batches=4, score_batch_size=256)
+                         batches=4, score_batch_size=256, score_tau=args.score_tau)
              if criterion != "dense" else PruneConfig(criterion="magnitude", sparsity=0.0))
     return RunConfig(
         data=DataConfig(dataset=args.dataset, train_subset=args.train_subset, batch_size=128),
