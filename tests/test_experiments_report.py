@@ -216,3 +216,13 @@ def test_channel_pruned_cells_name_their_ratio_and_pair_with_the_baseline() -> N
     paired = {r["variant"]: r for r in paired_differences(rows, "random")}
     assert paired["channel_ratio=0.5"]["mean_diff"] == pytest.approx(0.015)
     assert paired["channel_ratio=0.5, fm_saliency=sum-abs"]["mean_diff"] == pytest.approx(0.0)
+
+
+def test_a_folder_written_before_a_setting_existed_is_the_same_experiment() -> None:
+    from lnpt.experiments.paired import flat_settings
+
+    new = to_dict(RunConfig())
+    old = json.loads(json.dumps(new))
+    del old["prune"]["score_bn"], old["teacher"]["teacher_prefetch"]
+    assert flat_settings(old) == flat_settings(new)
+    assert "teacher_prefetch" not in flat_settings(new)  # operational: never part of an experiment

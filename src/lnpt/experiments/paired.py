@@ -31,8 +31,11 @@ DEFAULTS: dict[str, Any] = flatten_config(result_settings(RunConfig()))
 
 
 def flat_settings(config: dict) -> dict[str, Any]:
-    """A run's config.json as one flat mapping, without operational settings."""
-    return {k: v for k, v in flatten_config(config).items() if k not in OPERATIONAL}
+    """A run's config.json as one flat mapping, without operational settings. Settings added
+    after the folder was written take their default (the behaviour the run had), so old and
+    new folders of the same experiment compare equal."""
+    flat = {k: v for k, v in flatten_config(config).items() if k not in OPERATIONAL}
+    return {**{k: v for k, v in DEFAULTS.items() if k not in flat}, **flat} if flat else flat
 
 
 def assign_variants(rows: list[dict]) -> None:
