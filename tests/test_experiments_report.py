@@ -200,22 +200,27 @@ def test_variants_are_grouped_apart_and_paired_against_a_baseline(sweep_dir: Pat
     assert main(["report", str(sweep_dir), "--out", str(out), "--against", "synflow"]) == 2
 
 
-def test_channel_pruned_cells_name_their_ratio_and_pair_with_the_baseline() -> None:
+def test_channel_pruned_cells_group_by_channel_ratio_and_pair_with_the_baseline() -> None:
     from lnpt.experiments.paired import assign_variants, paired_differences
+    from lnpt.experiments.report import channel_amount
 
     def row(criterion, seed, acc, **extra):
         settings = {"model": "resnet20", "criterion": criterion, "seed": seed, "structured": True,
                     "channel_ratio": 0.5, **extra}
-        return {"model": "resnet20", "criterion": criterion, "sparsity": 0.7493, "loss": "lnpt", "seed": seed,
-                "final_acc": acc, "settings": settings}
+        return {"model": "resnet20", "criterion": criterion, "sparsity": channel_amount(0.5), "loss": "lnpt",
+                "seed": seed, "final_acc": acc, "best_acc": acc, "achieved_sparsity": 0.7493, "seconds": 1.0,
+                "prune_seconds": 0.1, "train_seconds": 0.5, "settings": settings}
 
     rows = [row("random", 0, 0.80), row("random", 1, 0.82), row("lnpt-fm", 0, 0.81), row("lnpt-fm", 1, 0.84),
             row("lnpt-fm", 0, 0.79, fm_saliency="sum-abs"), row("lnpt-fm", 1, 0.83, fm_saliency="sum-abs")]
     assign_variants(rows)
-    assert {r["variant"] for r in rows} == {"channel_ratio=0.5", "channel_ratio=0.5, fm_saliency=sum-abs"}
+    assert {r["variant"] for r in rows} == {"", "fm_saliency=sum-abs"}
+    assert rows[0]["sparsity"] == "channels 50%"
     paired = {r["variant"]: r for r in paired_differences(rows, "random")}
-    assert paired["channel_ratio=0.5"]["mean_diff"] == pytest.approx(0.015)
-    assert paired["channel_ratio=0.5, fm_saliency=sum-abs"]["mean_diff"] == pytest.approx(0.0)
+    assert paired[""]["mean_diff"] == pytest.approx(0.015)
+    assert paired["fm_saliency=sum-abs"]["mean_diff"] == pytest.approx(0.0)
+    groups = group_rows(rows)
+    assert {g["sparsity"] for g in groups} == {"channels 50%"} and len(groups) == 3
 
 
 def test_a_folder_written_before_a_setting_existed_is_the_same_experiment() -> None:

@@ -43,21 +43,19 @@ def assign_variants(rows: list[dict]) -> None:
 
     A setting counts when it takes more than one value among the rows of one model (a width
     that only follows the model does not split groups); a row's label lists those settings
-    where its value differs from the default, e.g. ``rounds=10, scope=layer``. Channel-pruned
-    cells always name their channel ratio.
+    where its value differs from the default, e.g. ``rounds=10, scope=layer``. (Channel
+    ratios are not variants: channel-pruned cells are grouped by theirs, see ``cell_row``.)
     """
     keys: set[str] = set()
+    amount = {"sparsity", "channel_ratio"}  # what was removed is the group's own key
     for model in {r["model"] for r in rows}:
         members = [r["settings"] for r in rows if r["model"] == model]
-        for k in set().union(*members) - set(BASE_KEYS):
+        for k in set().union(*members) - set(BASE_KEYS) - amount:
             if len({repr(m.get(k)) for m in members}) > 1:
                 keys.add(k)
     for r in rows:
         s = r["settings"]
-        label = [f"{k}={s.get(k)}" for k in sorted(keys) if k in s and s.get(k) != DEFAULTS.get(k)]
-        always = [f"channel_ratio={s.get('channel_ratio')}"] if s.get("structured") and "channel_ratio" not in keys else []
-        r["variant"] = ", ".join(always + label)  # channel-pruned cells always say what was removed
-        r["default_variant"] = not label
+        r["variant"] = ", ".join(f"{k}={s.get(k)}" for k in sorted(keys) if k in s and s.get(k) != DEFAULTS.get(k))
 
 
 def _t_interval(diffs: np.ndarray) -> tuple[float, float]:
@@ -73,11 +71,11 @@ def paired_differences(rows: list[dict], against: str) -> list[dict]:
     of seeds paired and how many of them the group won. Groups without a baseline are skipped."""
     base: dict[tuple, dict[Any, float]] = {}
     for r in rows:
-        if r["criterion"] == against and r["default_variant"]:
+        if r["criterion"] == against and not r["variant"]:
             base.setdefault((r["model"], r["sparsity"], r["loss"]), {})[r["seed"]] = r["final_acc"]
     groups: dict[tuple, dict[Any, float]] = {}
     for r in rows:
-        if r["criterion"] == against and r["default_variant"]:
+        if r["criterion"] == against and not r["variant"]:
             continue
         groups.setdefault((r["model"], r["criterion"], r["variant"], r["sparsity"], r["loss"]), {})[r["seed"]] = \
             r["final_acc"]
@@ -94,5 +92,5 @@ def paired_differences(rows: list[dict], against: str) -> list[dict]:
         out.append({"model": model, "criterion": crit, "variant": variant, "sparsity": sparsity, "loss": loss,
                     "against": against, "n": len(seeds), "mean_diff": float(diffs.mean()),
                     "ci_low": low, "ci_high": high, "wins": int((diffs > 0).sum()), "seeds": seeds})
-    out.sort(key=lambda r: (str(r["model"]), str(r["loss"]), r["sparsity"], str(r["criterion"]), r["variant"]))
+    out.sort(key=lambda r: (str(r["model"]), str(r["loss"]), str(r["sparsity"]), str(r["criterion"]), r["variant"]))
     return out

@@ -39,6 +39,11 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else float("nan")
 
 
+def channel_amount(ratio: float) -> str:
+    """The group key of channel-pruned cells: ``"channels 50%"`` for channel ratio 0.5."""
+    return f"channels {100 * ratio:g}%"
+
+
 def _float(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
 
@@ -50,9 +55,10 @@ def cell_row(run: Run) -> dict[str, Any]:
         "cell": run.name,
         "model": run.setting("model", s.get("model")),
         "criterion": run.setting("criterion", s.get("criterion")),
-        # Channel-pruned cells have no requested sparsity: they are placed at the fraction of
-        # weights their shapes removed (the same for every criterion at one channel ratio).
-        "sparsity": (round(_float(s.get("sparsity", pr.get("sparsity"))), 4) if run.setting("structured")
+        # Channel-pruned cells are grouped by what was asked of them, the channel ratio (their
+        # weight sparsity, which differs by criterion under the global scope, is in
+        # achieved_sparsity).
+        "sparsity": (channel_amount(_float(run.setting("channel_ratio"))) if run.setting("structured")
                      else _float(run.setting("sparsity", s.get("sparsity")))),
         "loss": run.setting("loss", s.get("loss")),
         "seed": run.setting("seed", s.get("seed")),
@@ -227,7 +233,7 @@ def write_report(sweep_dir: str | Path | Iterable[str | Path], out: str | Path |
         raise LnptError(f"--against {against}: no finished cell uses criterion {against!r}")
     result = {"sweep": ", ".join(map(str, dirs)), "groups": group_rows(rows), "comparison": loss_comparison(rows),
               "wall_times": wall_times(rows), "paired": paired, "against": against,
-              "cells": [{k: v for k, v in r.items() if k not in ("layers", "settings", "default_variant")} for r in rows],
+              "cells": [{k: v for k, v in r.items() if k not in ("layers", "settings")} for r in rows],
               "incomplete": incomplete,
               "failures": {k: v.get("error", "") for k, v in failures.items()},
               "total_seconds": float(np.nansum([r["seconds"] for r in rows]))}

@@ -28,7 +28,12 @@ def _criteria(records: list[dict]) -> list[str]:
 
 
 def accuracy_vs_sparsity_figure(groups: list[dict], out_dir: Path, stem: str = "accuracy_vs_sparsity") -> list[Path]:
-    """Mean final accuracy (error bars = sample std over seeds) against sparsity."""
+    """Mean final accuracy (error bars = sample std over seeds) against sparsity. Channel-pruned
+    groups (keyed by their channel ratio, a string) are not on this axis and are left out;
+    empty list when no group is."""
+    groups = [g for g in groups if isinstance(g["sparsity"], (int, float))]
+    if not groups:
+        return []
     panels = sorted({(str(g["model"]), str(g["loss"])) for g in groups})
     criteria = _criteria(groups)
     palette = dict(zip(criteria, colors(len(criteria))))
@@ -65,7 +70,8 @@ def kept_fraction_figure(rows: list[dict], out_dir: Path, stem: str = "kept_frac
     rows = [r for r in rows if r["layers"]]
     if not rows:
         return []
-    panels = sorted({(str(r["model"]), r["sparsity"]) for r in rows}, key=lambda p: (p[0], p[1]))
+    panels = sorted({(str(r["model"]), r["sparsity"]) for r in rows},
+                    key=lambda p: (p[0], isinstance(p[1], str), str(p[1]) if isinstance(p[1], str) else p[1]))
     criteria = _criteria(rows)
     palette = dict(zip(criteria, colors(len(criteria))))
     n_rows, cols = _grid(len(panels))
@@ -87,7 +93,8 @@ def kept_fraction_figure(rows: list[dict], out_dir: Path, stem: str = "kept_frac
         ax.set_xticks(x, [name.removesuffix(".weight") for name in layers], rotation=45, ha="right", fontsize=7)
         ax.set_ylabel("weights kept (%)")
         ax.set_ylim(bottom=0)
-        ax.set_title(f"{model}, sparsity {100 * sparsity:g}%", fontsize=10)
+        amount = sparsity if isinstance(sparsity, str) else f"sparsity {100 * sparsity:g}%"
+        ax.set_title(f"{model}, {amount}", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(title="criterion", fontsize=8, title_fontsize=8)
     for ax in axes[len(panels):]:
