@@ -100,7 +100,9 @@ def _unique(rows: list[dict]) -> list[dict]:
     out = []
     for r in rows:
         key = json.dumps(r["settings"], sort_keys=True, default=str)
-        if key not in seen:
+        if not r["settings"]:  # no config.json: nothing says two such folders are one run
+            out.append(r)
+        elif key not in seen:
             seen.add(key)
             out.append(r)
     return out

@@ -44,31 +44,37 @@ def needs_teacher(cfg: PruneConfig) -> bool:
     return _uses_teacher(criterion_spec(cfg.criterion), cfg)
 
 
-def validate_prune_config(cfg: PruneConfig) -> CriterionSpec:
-    """Refuse settings that cannot give a meaningful mask, before any work is done."""
-    spec = criterion_spec(cfg.criterion)
-    if not (math.isfinite(cfg.sparsity) and 0.0 <= cfg.sparsity < 1.0):
-        raise PruningError(f"sparsity must be in [0, 1) (the fraction of weights removed), got {cfg.sparsity}")
+def validate_scoring_settings(cfg: PruneConfig, criterion: str) -> None:
+    """The checks weight and channel pruning share: how scoring batches are drawn and scored."""
     if cfg.batches < 1:
         raise PruningError(f"zero scoring batches: --batches must be >= 1, got {cfg.batches}")
     if cfg.score_batch_size < 1:
         raise PruningError(f"--score-batch-size must be >= 1, got {cfg.score_batch_size}")
-    if cfg.rounds is not None and cfg.rounds < 1:
-        raise PruningError(f"--rounds must be >= 1 (1 = one-shot), got {cfg.rounds}")
-    if cfg.min_kept < 0:
-        raise PruningError(f"--min-kept must be >= 0, got {cfg.min_kept}")
     if cfg.score_bn not in ("train", "frozen"):
         raise PruningError(f"unknown --score-bn {cfg.score_bn!r}; known: train, frozen")
-    if cfg.scope not in ("global", "layer"):
-        raise PruningError(f"unknown scope {cfg.scope!r}; known: global, layer")
     if cfg.label_source not in ("teacher", "true"):
         raise PruningError(f"unknown label source {cfg.label_source!r}; known: teacher, true")
-    if spec.name.startswith("lnpt"):
+    if criterion.startswith("lnpt"):
         if cfg.score_distance == "kl" and cfg.score_smoothing != "softmax":
             raise PruningError("the KL score distance needs softmax smoothing; use --score-distance mse "
                                f"with --score-smoothing {cfg.score_smoothing}")
         if not cfg.score_tau > 0:
             raise PruningError(f"--score-tau must be > 0, got {cfg.score_tau}")
+
+
+def validate_prune_config(cfg: PruneConfig) -> CriterionSpec:
+    """Refuse settings that cannot give a meaningful mask, before any work is done."""
+    spec = criterion_spec(cfg.criterion)
+    if not (math.isfinite(cfg.sparsity) and 0.0 <= cfg.sparsity < 1.0):
+        raise PruningError(f"sparsity must be in [0, 1) (the fraction of weights removed), got {cfg.sparsity}")
+    if cfg.rounds is not None and cfg.rounds < 1:
+        raise PruningError(f"--rounds must be >= 1 (1 = one-shot), got {cfg.rounds}")
+    if cfg.min_kept < 0:
+        raise PruningError(f"--min-kept must be >= 0, got {cfg.min_kept}")
+    if cfg.scope not in ("global", "layer"):
+        raise PruningError(f"unknown scope {cfg.scope!r}; known: global, layer")
+    validate_scoring_settings(cfg, spec.name)
+    if spec.name.startswith("lnpt"):
         if cfg.prune_classifier and not cfg.score_ce_weight:
             raise PruningError(f"{spec.name} cannot rank the classifier's weights: L_fm does not reach them. "
                                "Set --score-ce-weight > 0 (pseudo-label CE) or keep the classifier dense "

@@ -19,7 +19,7 @@ from ...errors import PruningError
 from ...models import find_classifier
 from ...models.complexity import count_complexity
 from ...teachers.base import Teacher, check_compatible
-from ..api import draw_scoring_batches
+from ..api import draw_scoring_batches, validate_scoring_settings
 from ..criteria import LabelFn, ScoringInputs
 from .criteria import ChannelCriterion, channel_criterion
 from .removal import ChannelGraph, channel_counts
@@ -44,19 +44,9 @@ def validate_structured_config(cfg: PruneConfig) -> ChannelCriterion:
                            f"got {cfg.min_channels}")
     if cfg.round_to < 1:
         raise PruningError(f"--round-to must be >= 1 (1 = no rounding), got {cfg.round_to}")
-    if cfg.batches < 1 or cfg.score_batch_size < 1:
-        raise PruningError("--batches and --score-batch-size must be >= 1")
     if cfg.fm_saliency not in ("abs-sum", "sum-abs"):
         raise PruningError(f"unknown --fm-saliency {cfg.fm_saliency!r}; known: abs-sum, sum-abs")
-    if cfg.score_bn not in ("train", "frozen"):
-        raise PruningError(f"unknown --score-bn {cfg.score_bn!r}; known: train, frozen")
-    if cfg.label_source not in ("teacher", "true"):
-        raise PruningError(f"unknown label source {cfg.label_source!r}; known: teacher, true")
-    if crit.name.startswith("lnpt"):
-        if cfg.score_distance == "kl" and cfg.score_smoothing != "softmax":
-            raise PruningError("the KL score distance needs softmax smoothing; use --score-distance mse")
-        if not cfg.score_tau > 0:
-            raise PruningError(f"--score-tau must be > 0, got {cfg.score_tau}")
+    validate_scoring_settings(cfg, crit.name)
     return crit
 
 
