@@ -137,3 +137,67 @@ def test_bad_prune_settings_are_refused_before_the_run_directory_exists(digits_t
     with pytest.raises(PruningError, match="channel-ratio"):
         run_pipeline(bad, out, progress=False)
     assert not out.exists()
+
+
+def _early(cfg, epochs, **prune):
+    import dataclasses
+
+    return dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, prune_after_epochs=epochs, **prune))
+
+
+def test_early_pruning_scores_the_trained_dense_student(digits_teacher_path, tmp_path):
+    """--prune-after-epochs N: the masks are chosen on weights trained for N epochs, and
+    student_init.pt holds those trained weights (the state training continues from)."""
+    from lnpt.models import create_model
+    from lnpt.pruning.masks import get_masks
+
+    cfg = _early(_cfg(digits_teacher_path, epochs=1), 2, criterion="magnitude", scope="layer")
+    out = tmp_path / "run"
+    summary = run_pipeline(cfg, out, progress=False)
+    assert summary["prune_after_epochs"] == 2
+    report = json.loads((out / "prune_report.json").read_text())
+    assert report["trained_before_pruning"]["epochs"] == 2
+    assert "2 dense before it" in (out / "summary.md").read_text()
+    init = load_checkpoint(out / "student_init.pt").build()
+    fresh = create_model("lenet5", (1, 8, 8), 10, seed=0)
+    masks = get_masks(init)
+    assert masks
+    for name, mask in masks.items():
+        layer = name.rsplit(".", 1)[0]
+        trained = init.get_submodule(layer).weight_orig.detach()
+        assert not torch.equal(trained, fresh.get_submodule(layer).weight.detach()), name
+        # Magnitude, layer-wise: every kept weight is at least as large as every removed one.
+        kept, removed = trained[mask.bool()].abs(), trained[~mask.bool()].abs()
+        assert removed.numel() and kept.min() >= removed.max(), name
+    # The same settings pruned at initialisation give other masks.
+    at_init = run_pipeline(_early(cfg, 0), tmp_path / "at-init", progress=False)
+    other = get_masks(load_checkpoint(tmp_path / "at-init" / "student_init.pt").build())
+    assert any(not torch.equal(masks[k], other[k]) for k in masks)
+    assert at_init["prune_after_epochs"] == 0
+
+
+def test_early_channel_pruning_resumes_after_pruning(digits_teacher_path, tmp_path):
+    """A run killed after pruning resumes from student_init.pt without repeating the dense phase."""
+    cfg = _early(_cfg(digits_teacher_path, epochs=2), 1, criterion="lnpt-fm", structured=True,
+                 channel_ratio=0.5)
+    out = tmp_path / "run"
+    first = run_pipeline(cfg, out, progress=False)
+    assert first["macs"] < first["macs_dense"]
+    (out / "summary.json").unlink()
+    init_bytes = (out / "student_init.pt").read_bytes()
+    again = run_pipeline(cfg, out, resume=True, progress=False)
+    assert (out / "student_init.pt").read_bytes() == init_bytes
+    assert again["final_acc"] == first["final_acc"]
+
+
+def test_negative_prune_after_epochs_is_refused(digits_teacher_path, tmp_path, capsys):
+    from lnpt.errors import PruningError
+
+    with pytest.raises(PruningError, match="prune-after-epochs must be >= 0"):
+        run_pipeline(_early(_cfg(digits_teacher_path, epochs=1), -1), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    rc = main(["prune", "--dataset", "digits", "--criterion", "magnitude", "--prune-after-epochs", "2",
+               "--out", str(tmp_path / "p")])
+    assert rc == 2
+    assert "use `lnpt run --prune-after-epochs N`" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

@@ -91,6 +91,10 @@ class PruneConfig:
                           ("abs-sum", "sum-abs"))
     round_to: int = _f(1, "structured: round each layer's kept channel count to a multiple of this "
                           "(8 suits CPU vector units); 1 = no rounding")
+    prune_after_epochs: int = _f(0, "lnpt run: train the dense student label-free for this many epochs "
+                                    "before scoring and pruning it (0 = prune at initialisation, as the "
+                                    "paper; > 0 = early pruning: the scores see a partly trained network, "
+                                    "and --epochs more follow after pruning)")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """The main job: prune a student at initialisation with teacher guidance, train it, evaluate.
 
+(With ``--prune-after-epochs N`` the dense student is first trained label-free for N epochs
+and pruned then: early pruning, measured against pruning at initialisation in docs/.)
+
 Data flows one way: config -> data + student + teacher -> criterion scores -> masks -> masked
 student -> trainer (+ teacher guidance) -> run directory. A run directory holds:
 
@@ -12,6 +15,7 @@ student -> trainer (+ teacher guidance) -> run directory. A run directory holds:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -86,24 +90,20 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
         torch.manual_seed(cfg.seed)
         student = create_model(cfg.model.model, data.info.input_shape, data.info.num_classes,
                                cfg.model.width, seed=cfg.seed)
+        dense_seconds = _train_before_pruning(student, cfg, data, teacher, progress)
         report, shapes = _prune(student, cfg, data, teacher)
+        if cfg.prune.prune_after_epochs:
+            report["trained_before_pruning"] = {"epochs": cfg.prune.prune_after_epochs, "seconds": dense_seconds}
         save_checkpoint(init_path, student, cfg.model.model, cfg.model.width, data.info,
                         extra={"fingerprint": fingerprint(cfg), **shapes})
         write_text(out / "prune_report.json", json.dumps(report, indent=2))
     init_weights = effective_weights(student)
 
     loss = create_loss(cfg.train, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed))
-    store = cfg.teacher.teacher_store
-    evaluator = Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.train.tau, store=store,
-                          val=data.val)
-    outputs = None
-    if loss.needs_teacher and cfg.teacher.teacher_cache and not d.augment and store:
-        outputs = all_outputs(teacher, data.train.unlabeled(), store)
-    result = fit(student, loss, data.train, cfg.train, batch_size=d.batch_size, augment=d.augment,
-                 seed=cfg.seed, teacher=teacher if loss.needs_teacher else None,
-                 teacher_cache=cfg.teacher.teacher_cache, teacher_outputs=outputs, evaluate=evaluator, run_dir=out,
-                 resume=resume, fingerprint=fingerprint(cfg), progress=progress,
-                 prefetch=wants_prefetch(cfg.teacher.teacher_prefetch, teacher if loss.needs_teacher else None))
+    evaluator = Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.train.tau,
+                          store=cfg.teacher.teacher_store, val=data.val)
+    result = fit(student, loss, data.train, cfg.train, evaluate=evaluator, run_dir=out, resume=resume,
+                 fingerprint=fingerprint(cfg), progress=progress, **_fit_inputs(cfg, data, teacher, loss))
     final = result.final
     accs = [r["test_acc"] for r in result.history if "test_acc" in r]
     summary = {
@@ -116,6 +116,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
         "channel_ratio": cfg.prune.channel_ratio if cfg.prune.structured else None,
         "loss": cfg.train.loss, "model": cfg.model.model, "width": cfg.model.width,
         "dataset": d.dataset, "seed": cfg.seed, "epochs": cfg.train.epochs,
+        "prune_after_epochs": cfg.prune.prune_after_epochs,
         "teacher": {"model": teacher.info.model, "accuracy": teacher.info.accuracy},
         "train_seconds": sum(r.get("epoch_seconds", 0.0) for r in result.history),
         "seconds": time.perf_counter() - t0, "fingerprint": fingerprint(cfg),
@@ -125,6 +126,35 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     write_text(out / "summary.md", summary_markdown(summary))
     write_text(out / SUMMARY, json.dumps(summary, indent=2))
     return summary
+
+
+def _fit_inputs(cfg: RunConfig, data, teacher, loss) -> dict[str, Any]:
+    """The keyword arguments of :func:`fit` that come from the data and teacher settings."""
+    d, t = cfg.data, cfg.teacher
+    outputs = None
+    if loss.needs_teacher and t.teacher_cache and not d.augment and t.teacher_store:
+        outputs = all_outputs(teacher, data.train.unlabeled(), t.teacher_store)
+    guide = teacher if loss.needs_teacher else None
+    return {"batch_size": d.batch_size, "augment": d.augment, "seed": cfg.seed, "teacher": guide,
+            "teacher_cache": t.teacher_cache, "teacher_outputs": outputs,
+            "prefetch": wants_prefetch(t.teacher_prefetch, guide)}
+
+
+def _train_before_pruning(student: torch.nn.Module, cfg: RunConfig, data, teacher, progress: bool) -> float:
+    """Early pruning (``--prune-after-epochs N``): train the dense student with the run's own
+    loss and recipe for N epochs, so the criterion scores a partly trained network. Channel
+    scores at initialisation mostly see the random init; after a short label-free phase they
+    see which channels the teacher's signal has started to use. Not checkpointed: a run killed
+    here repeats this phase (it is deterministic), and resumes after pruning from
+    ``student_init.pt``. Returns the seconds spent."""
+    epochs = cfg.prune.prune_after_epochs
+    if not epochs:
+        return 0.0
+    start = time.perf_counter()
+    train_cfg = dataclasses.replace(cfg.train, epochs=epochs)
+    loss = create_loss(train_cfg, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed))
+    fit(student, loss, data.train, train_cfg, progress=progress, **_fit_inputs(cfg, data, teacher, loss))
+    return time.perf_counter() - start
 
 
 def _prune(student: torch.nn.Module, cfg: RunConfig, data, teacher) -> tuple[dict, dict]:
@@ -148,7 +178,9 @@ def summary_markdown(s: dict) -> str:
         ("student", f"{s['model']} (width {s['width']:g}) on {s['dataset']}"),
         ("pruning", f"{s['criterion']} at {pct(s['sparsity'])} sparsity" if s.get("channel_ratio") is None
          else f"{s['criterion']} channels, ratio {s['channel_ratio']:g} ({pct(s['sparsity'])} of weights removed)"),
-        ("training", f"loss `{s['loss']}`, {s['epochs']} epochs"),
+        ("training", f"loss `{s['loss']}`, {s['epochs']} epochs"
+                     + (f" after pruning, {s['prune_after_epochs']} dense before it" if s.get("prune_after_epochs")
+                        else "")),
         ("final test accuracy", pct(s["final_acc"])), ("best test accuracy", pct(s["best_acc"])),
         ("teacher agreement", pct(s["teacher_agreement"])),
         ("parameters (kept / dense)", f"{s['params']} / {s['params_dense']}"),

@@ -52,6 +52,10 @@ def _prune(args: argparse.Namespace) -> int:
 
     cfg = replace_flat(RunConfig(), overrides(args, PruneConfig, ModelConfig, DataConfig, TeacherConfig))
     validate(cfg.prune)  # cheap checks before loading anything
+    if cfg.prune.prune_after_epochs:
+        raise ConfigError("lnpt prune scores an untrained student; pruning after "
+                          f"{cfg.prune.prune_after_epochs} epoch(s) of training needs the trainer: "
+                          "use `lnpt run --prune-after-epochs N`")
     out = Path(args.out)
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"output folder {out} already exists and is not empty; pass --overwrite or pick another --out")

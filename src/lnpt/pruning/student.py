@@ -14,6 +14,7 @@ from torch import nn
 
 from ..config import PruneConfig
 from ..data.views import LabeledSet, UnlabeledView
+from ..errors import PruningError
 from ..teachers.base import Teacher
 
 
@@ -27,6 +28,9 @@ class PruneOutcome:
 
 def validate(cfg: PruneConfig) -> None:
     """Refuse settings that cannot give a meaningful mask or channel plan, before any work."""
+    if cfg.prune_after_epochs < 0:
+        raise PruningError(f"--prune-after-epochs must be >= 0 (0 = prune at initialisation), "
+                           f"got {cfg.prune_after_epochs}")
     if cfg.structured:
         from .structured import validate_structured_config
         validate_structured_config(cfg)
