@@ -11,6 +11,8 @@ from torch import nn
 
 from lnpt.cli import main
 from lnpt.export.latency import LatencyRow, bench_latency, latency_markdown, speedup
+from lnpt.export.onnx_export import export_onnx
+from lnpt.export.profile import NodeTime, by_operator, profile_markdown, profile_onnx
 
 from test_export_formats import structured_run
 
@@ -40,9 +42,38 @@ def test_cli_bench_latency_structured_run(digits, tmp_path: Path, capsys: pytest
     run = structured_run(digits, tmp_path / "r", "vgg11")
     out = tmp_path / "lat.json"
     code = main(["bench-latency", str(run), "--batch-sizes", "1", "8", "--repeats", "5", "--warmup", "2",
-                 "--json", str(out)])
+                 "--json", str(out), "--profile"])
     assert code == 0
-    assert "channel-pruned" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "channel-pruned" in printed
+    assert "ONNX Runtime profile, batch 1" in printed and "dense: nodes, us/call" in printed
+    assert "pruned: costliest nodes" in printed
     rows = json.loads(out.read_text())
     assert {(r["model"], r["runtime"], r["batch"]) for r in rows} == {
         (m, rt, b) for m in ("dense", "pruned") for rt in ("torch", "onnxruntime") for b in (1, 8)}
+
+
+def test_profile_onnx_times_every_node_of_the_optimised_graph(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3)).eval()
+    path = export_onnx(model, (1, 8, 8), tmp_path / "m.onnx")
+    nodes = profile_onnx(path, (1, 8, 8), batch=2, calls=20, warmup=2)
+    ops = by_operator(nodes)
+    assert "Gemm" in ops and any("Conv" in op for op in ops)  # Conv may be fused with its ReLU
+    assert all(t.us >= 0 and t.output_bytes > 0 for t in nodes)
+    gemm = next(t for t in nodes if t.op == "Gemm")
+    assert gemm.output_bytes == 2 * 3 * 4  # batch 2 x 3 classes, float32
+    assert sum(c for c, _ in ops.values()) == len(nodes)
+    with pytest.raises(ValueError, match="calls must be"):
+        profile_onnx(path, (1, 8, 8), calls=0)
+
+
+def test_profile_markdown_sets_models_side_by_side() -> None:
+    a = [NodeTime("c1", "Conv", 100, 5.0), NodeTime("c2", "Conv", 100, 3.0), NodeTime("g", "Gemm", 8, 1.0)]
+    b = [NodeTime("c1", "Conv", 100, 2.0), NodeTime("r", "ReorderOutput", 50, 0.5)]
+    assert by_operator(a) == {"Conv": (2, 8.0), "Gemm": (1, 1.0)}
+    md = profile_markdown({"dense": a, "pruned": b}, top=1)
+    assert "| Conv | 2, 8.0 | 1, 2.0 |" in md
+    assert "| ReorderOutput | - | 1, 0.5 |" in md
+    assert "| total | 9.0 | 2.5 |" in md
+    assert "| c1 | Conv | 100 | 5.0 |" in md and "| c2 |" not in md

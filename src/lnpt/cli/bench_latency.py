@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=30, help="timed repeats per model (default: 30)")
     p.add_argument("--runtimes", nargs="+", choices=("torch", "onnxruntime"), default=["torch", "onnxruntime"])
     p.add_argument("--json", dest="json_out", help="also write the rows as JSON here")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile both ONNX models at the first batch size: time per operator of the graph "
+                        "ONNX Runtime really runs (layout reorders, channel padding), costliest nodes")
     p.set_defaults(func=_bench)
 
 
@@ -40,7 +43,23 @@ def _bench(args: argparse.Namespace) -> int:
           + (", channel-pruned" if src.checkpoint.extra.get("structured") else "")
           + (f", {len(src.masks)} masked layer(s): dense kernels, no speedup expected" if src.masks else ""))
     print(latency_markdown(rows))
+    if args.profile:
+        print(_profile(src, args.batch_sizes[0], args.threads))
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump([r.to_dict() for r in rows], f, indent=2)
     return 0
+
+
+def _profile(src, batch: int, threads: int) -> str:
+    import tempfile
+    from pathlib import Path
+
+    from ..export.onnx_export import export_onnx
+    from ..export.profile import profile_markdown, profile_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        profiles = {name: profile_onnx(export_onnx(model, src.input_shape, Path(tmp) / f"{name}.onnx"),
+                                       src.input_shape, batch, threads)
+                    for name, model in (("dense", src.dense_reference()), ("pruned", src.model))}
+    return f"ONNX Runtime profile, batch {batch}, {threads} thread(s) (profiler clock):\n\n" + profile_markdown(profiles)

@@ -64,11 +64,15 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Path
     return path
 
 
-def ort_session(path: str | Path, threads: int = 1):
-    """An ONNX Runtime CPU session with a fixed thread count (latency must not depend on load)."""
+def ort_session(path: str | Path, threads: int = 1, profile_prefix: str | None = None):
+    """An ONNX Runtime CPU session with a fixed thread count (latency must not depend on load);
+    with ``profile_prefix``, ONNX Runtime's profiler records every node (:mod:`.profile`)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
