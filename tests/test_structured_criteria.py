@@ -125,3 +125,23 @@ def test_lnpt_feature_map_sum_abs_lets_positions_cancel(digits: DataSplits, teac
     with pytest.raises(PruningError, match="unknown --fm-saliency 'taylor'"):
         prune_channels(model, PruneConfig(criterion="lnpt-fm", structured=True, fm_saliency="taylor"),
                        digits.train.unlabeled(), teacher)
+
+
+def test_mac_budget_spends_the_layer_wise_macs_on_a_global_allocation(digits: DataSplits) -> None:
+    """--channel-budget macs: the global plan costs at most the layer-wise plan's MACs, and
+    nearly all of them (the cut is the shallowest that fits), with different layer widths."""
+    def pruned(**cfg):
+        model = create_model("vgg11", digits.info.input_shape, 10, 0.25, seed=0)
+        base = dict(criterion="magnitude", structured=True, channel_ratio=0.5, batches=1, score_batch_size=8)
+        return prune_channels(model, PruneConfig(**{**base, **cfg}), digits.train.unlabeled(), None, seed=0)
+
+    layer = pruned().to_dict()
+    macs = pruned(channel_scope="global", channel_budget="macs").to_dict()
+    count = pruned(channel_scope="global").to_dict()
+    assert macs["channel_budget"] == "macs" and layer["global_ratio"] is None
+    assert 0.97 * layer["macs_after"] <= macs["macs_after"] <= layer["macs_after"]
+    assert macs["global_ratio"] != pytest.approx(0.5) and count["global_ratio"] == 0.5
+    widths = lambda d: [x["out_after"] for x in d["layers"]]  # noqa: E731
+    assert widths(macs) != widths(layer)
+    with pytest.raises(PruningError, match="channel-scope global"):
+        pruned(channel_budget="macs")

@@ -60,3 +60,21 @@ def test_bad_scores_are_refused() -> None:
         plan_removal([group("a", 4)], {"a": torch.tensor([1.0, float("nan"), 1, 1])}, 0.5)
     with pytest.raises(PruningError, match="unknown channel scope"):
         kept_counts([group("a", 4)], {"a": torch.ones(4)}, 0.5, scope="row")
+
+
+def test_global_ratio_for_macs_finds_the_shallowest_cut_that_fits() -> None:
+    from lnpt.pruning.structured.selection import global_ratio_for_macs
+
+    groups = [group("a", 16), group("b", 32)]
+    scores = {"a": torch.arange(16.0), "b": torch.rand(32, generator=torch.Generator().manual_seed(0))}
+    cost = {"a": 10, "b": 1}  # MACs per kept channel
+
+    def price(plan):
+        return sum(cost[g.root] * (g.size - len(plan[g.root])) for g in groups)
+
+    ratio = global_ratio_for_macs(groups, scores, 120, price)
+    assert price(plan_removal(groups, scores, ratio, "global")) <= 120
+    assert price(plan_removal(groups, scores, ratio - 0.01, "global")) > 120
+    assert global_ratio_for_macs(groups, scores, 10_000, price) == 0.0  # the dense model already fits
+    with pytest.raises(PruningError, match="no global plan reaches"):
+        global_ratio_for_macs(groups, scores, 5, price)

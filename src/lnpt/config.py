@@ -84,6 +84,11 @@ class PruneConfig:
     channel_ratio: float = _f(0.5, "structured: fraction of each layer's channels removed, in [0, 1)")
     channel_scope: str = _f("layer", "structured: the same ratio in every layer, or rank channels across "
                                      "layers (scores normalised by their layer's mean)", ("layer", "global"))
+    channel_budget: str = _f("channels", "structured, global scope: remove --channel-ratio of all channels "
+                                          "(channels), or as many as it takes to cost no more MACs than the "
+                                          "layer-wise plan at the same ratio (macs: the criterion only decides "
+                                          "how the same compute is spread over the layers)",
+                             ("channels", "macs"))
     min_channels: int = _f(1, "structured: every layer keeps at least this many channels")
     fm_saliency: str = _f("abs-sum", "structured, criterion lnpt-fm: per sample, sum |a*g| over positions "
                                       "(abs-sum) or take |sum a*g| (sum-abs: the first-order change of L_fm when "

@@ -7,8 +7,10 @@ ratio is removed after one scoring pass.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
+from typing import Callable
 
 import torch
 from torch import nn
@@ -24,7 +26,7 @@ from ..criteria import LabelFn, ScoringInputs
 from .criteria import ChannelCriterion, channel_criterion
 from .removal import ChannelGraph, channel_counts
 from .report import ChannelStat, StructuredReport
-from .selection import CHANNEL_SCOPES, plan_removal
+from .selection import CHANNEL_SCOPES, global_ratio_for_macs, plan_removal
 
 
 def _uses_teacher(crit: ChannelCriterion, cfg: PruneConfig) -> bool:
@@ -44,6 +46,12 @@ def validate_structured_config(cfg: PruneConfig) -> ChannelCriterion:
                            f"got {cfg.min_channels}")
     if cfg.round_to < 1:
         raise PruningError(f"--round-to must be >= 1 (1 = no rounding), got {cfg.round_to}")
+    if cfg.channel_budget not in ("channels", "macs"):
+        raise PruningError(f"unknown --channel-budget {cfg.channel_budget!r}; known: channels, macs")
+    if cfg.channel_budget == "macs" and cfg.channel_scope != "global":
+        raise PruningError("--channel-budget macs decides where a global ranking is cut; with "
+                           f"--channel-scope {cfg.channel_scope} every layer already loses the same "
+                           "fraction. Add --channel-scope global, or drop --channel-budget")
     if cfg.fm_saliency not in ("abs-sum", "sum-abs"):
         raise PruningError(f"unknown --fm-saliency {cfg.fm_saliency!r}; known: abs-sum, sum-abs")
     validate_scoring_settings(cfg, crit.name)
@@ -82,6 +90,17 @@ def _conv_linear_weights(model: nn.Module) -> int:
                if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)))
 
 
+def _plan_pricer(model: nn.Module, input_shape: tuple[int, ...]) -> Callable[[dict[str, list[int]]], int]:
+    """MACs of ``model`` after a removal plan, measured on a copy (any architecture the channel
+    graph handles, no cost model to keep in step with it)."""
+    def price(plan: dict[str, list[int]]) -> int:
+        work = copy.deepcopy(model)
+        ChannelGraph(work, input_shape).remove(plan)
+        return count_complexity(work, input_shape).macs
+
+    return price
+
+
 def prune_channels(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teacher: Teacher | None, *,
                    seed: int = 0, labeled: LabeledSet | None = None) -> StructuredReport:
     """Score ``model``'s channels with ``cfg.criterion`` and remove ``cfg.channel_ratio`` of them
@@ -104,7 +123,12 @@ def prune_channels(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teac
     weights_before = _conv_linear_weights(model)
     inputs, teacher_seconds = _scoring_inputs(crit, cfg, data, teacher, labeled, seed)
     scores = crit.score(model, groups, inputs)
-    plan = plan_removal(groups, scores, cfg.channel_ratio, cfg.channel_scope, cfg.min_channels, cfg.round_to)
+    ratio = cfg.channel_ratio
+    if cfg.channel_budget == "macs":
+        price = _plan_pricer(model, info.input_shape)
+        target = price(plan_removal(groups, scores, ratio, "layer", cfg.min_channels, cfg.round_to))
+        ratio = global_ratio_for_macs(groups, scores, target, price, cfg.min_channels, cfg.round_to)
+    plan = plan_removal(groups, scores, ratio, cfg.channel_scope, cfg.min_channels, cfg.round_to)
     history = graph.remove(plan)
     seconds = time.perf_counter() - start
     counts_after = channel_counts(model)
@@ -112,6 +136,7 @@ def prune_channels(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teac
               for n in counts_before]
     return StructuredReport(
         criterion=crit.name, form=crit.form, scope=cfg.channel_scope, channel_ratio=cfg.channel_ratio,
+        budget=cfg.channel_budget if cfg.channel_scope == "global" else "layer-wise", global_ratio=ratio,
         min_channels=cfg.min_channels, round_to=cfg.round_to, batches=len(inputs.batches),
         score_batch_size=cfg.score_batch_size, label_source=cfg.label_source if crit.needs == "labels" else None,
         groups=len(groups), layers=layers, before=before, after=count_complexity(model, info.input_shape),

@@ -9,7 +9,7 @@ ONNX Runtime kernels are fastest on multiples of 8). Ties go to the lower channe
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -91,6 +91,33 @@ def plan_removal(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tens
         kept = set(_best(scores[g.root], counts[g.root]))
         plan[g.root] = [i for i in range(g.size) if i not in kept]
     return plan
+
+
+def global_ratio_for_macs(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tensor], target_macs: int,
+                          macs_of: Callable[[dict[str, list[int]]], int], min_channels: int = 1,
+                          round_to: int = 1, iterations: int = 14) -> float:
+    """The smallest global channel ratio whose plan costs at most ``target_macs``.
+
+    Cutting a global ranking deeper only ever removes more channels, so a plan's MACs fall
+    with the ratio and bisection finds the cut (to 1/2^iterations; 14 steps resolve one
+    channel in ten thousand). ``macs_of(plan)`` prices a plan; the caller applies it to a copy.
+    """
+    def cost(ratio: float) -> int:
+        return macs_of(plan_removal(groups, scores, ratio, "global", min_channels, round_to))
+
+    lo, hi = 0.0, 0.999
+    if cost(lo) <= target_macs:
+        return lo
+    if cost(hi) > target_macs:
+        raise PruningError(f"no global plan reaches {target_macs:,} MACs (the floor of --min-channels "
+                           f"{min_channels} / --round-to {round_to} costs more); lower the channel ratio")
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        if cost(mid) <= target_macs:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def plan_as_masks(model: nn.Module, groups: Sequence[ChannelGroup], plan: Mapping[str, Sequence[int]]) -> Masks:
