@@ -145,3 +145,11 @@ def test_mac_budget_spends_the_layer_wise_macs_on_a_global_allocation(digits: Da
     assert widths(macs) != widths(layer)
     with pytest.raises(PruningError, match="channel-scope global"):
         pruned(channel_budget="macs")
+    # Scores per MAC: the same budget, spent differently (a channel's score is divided by
+    # what it costs, so expensive layers give up more channels).
+    per_mac = pruned(channel_scope="global", channel_budget="macs", channel_norm="per-mac").to_dict()
+    assert per_mac["channel_norm"] == "per-mac" and macs["channel_norm"] == "mean"
+    assert per_mac["macs_after"] <= layer["macs_after"] and widths(per_mac) != widths(macs)
+    assert "(scores per MAC)" in pruned(channel_scope="global", channel_norm="per-mac").to_markdown()
+    with pytest.raises(PruningError, match="channel-norm per-mac"):
+        pruned(channel_norm="per-mac")

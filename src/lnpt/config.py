@@ -89,6 +89,11 @@ class PruneConfig:
                                           "layer-wise plan at the same ratio (macs: the criterion only decides "
                                           "how the same compute is spread over the layers)",
                              ("channels", "macs"))
+    channel_norm: str = _f("mean", "structured, global scope: how scores of different layers are made "
+                                   "comparable before one ranking: divided by their layer's mean (mean), or "
+                                   "by the MACs one channel of the layer costs (per-mac: saliency per unit "
+                                   "of compute, the greedy knapsack of resource-aware pruning)",
+                           ("mean", "per-mac"))
     min_channels: int = _f(1, "structured: every layer keeps at least this many channels")
     fm_saliency: str = _f("abs-sum", "structured, criterion lnpt-fm: per sample, sum |a*g| over positions "
                                       "(abs-sum) or take |sum a*g| (sum-abs: the first-order change of L_fm when "

@@ -52,6 +52,12 @@ def validate_structured_config(cfg: PruneConfig) -> ChannelCriterion:
         raise PruningError("--channel-budget macs decides where a global ranking is cut; with "
                            f"--channel-scope {cfg.channel_scope} every layer already loses the same "
                            "fraction. Add --channel-scope global, or drop --channel-budget")
+    if cfg.channel_norm not in ("mean", "per-mac"):
+        raise PruningError(f"unknown --channel-norm {cfg.channel_norm!r}; known: mean, per-mac")
+    if cfg.channel_norm == "per-mac" and cfg.channel_scope != "global":
+        raise PruningError("--channel-norm per-mac makes layers comparable for a global ranking; with "
+                           f"--channel-scope {cfg.channel_scope} each layer is ranked on its own. Add "
+                           "--channel-scope global, or drop --channel-norm")
     if cfg.fm_saliency not in ("abs-sum", "sum-abs"):
         raise PruningError(f"unknown --fm-saliency {cfg.fm_saliency!r}; known: abs-sum, sum-abs")
     validate_scoring_settings(cfg, crit.name)
@@ -123,12 +129,18 @@ def prune_channels(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teac
     weights_before = _conv_linear_weights(model)
     inputs, teacher_seconds = _scoring_inputs(crit, cfg, data, teacher, labeled, seed)
     scores = crit.score(model, groups, inputs)
-    ratio = cfg.channel_ratio
+    ratio, ranked, normalise = cfg.channel_ratio, scores, True
+    price = _plan_pricer(model, info.input_shape)
+    if cfg.channel_scope == "global" and cfg.channel_norm == "per-mac":
+        # One channel's price in each group, at the dense widths: what removing it saves.
+        ranked = {g.root: scores[g.root].to(torch.float64) / max(before.macs - price({g.root: [0]}), 1)
+                  for g in groups}
+        normalise = False
     if cfg.channel_budget == "macs":
-        price = _plan_pricer(model, info.input_shape)
         target = price(plan_removal(groups, scores, ratio, "layer", cfg.min_channels, cfg.round_to))
-        ratio = global_ratio_for_macs(groups, scores, target, price, cfg.min_channels, cfg.round_to)
-    plan = plan_removal(groups, scores, ratio, cfg.channel_scope, cfg.min_channels, cfg.round_to)
+        ratio = global_ratio_for_macs(groups, ranked, target, price, cfg.min_channels, cfg.round_to,
+                                      normalise=normalise)
+    plan = plan_removal(groups, ranked, ratio, cfg.channel_scope, cfg.min_channels, cfg.round_to, normalise)
     history = graph.remove(plan)
     seconds = time.perf_counter() - start
     counts_after = channel_counts(model)
@@ -137,6 +149,7 @@ def prune_channels(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teac
     return StructuredReport(
         criterion=crit.name, form=crit.form, scope=cfg.channel_scope, channel_ratio=cfg.channel_ratio,
         budget=cfg.channel_budget if cfg.channel_scope == "global" else "layer-wise", global_ratio=ratio,
+        norm=cfg.channel_norm if cfg.channel_scope == "global" else None,
         min_channels=cfg.min_channels, round_to=cfg.round_to, batches=len(inputs.batches),
         score_batch_size=cfg.score_batch_size, label_source=cfg.label_source if crit.needs == "labels" else None,
         groups=len(groups), layers=layers, before=before, after=count_complexity(model, info.input_shape),

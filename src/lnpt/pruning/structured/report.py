@@ -45,6 +45,7 @@ class StructuredReport:
     history: History = field(default_factory=list, repr=False)
     budget: str = "layer-wise"        # global scope: "channels" or "macs" (see --channel-budget)
     global_ratio: float | None = None  # the global cut actually used (differs from the ratio with "macs")
+    norm: str | None = None           # global scope: "mean" or "per-mac" (see --channel-norm)
 
     @property
     def sparsity(self) -> float:
@@ -55,7 +56,7 @@ class StructuredReport:
         return {
             "structured": True, "criterion": self.criterion, "channel_form": self.form,
             "channel_scope": self.scope, "channel_ratio": self.channel_ratio, "channel_budget": self.budget,
-            "global_ratio": self.global_ratio if self.scope == "global" else None,
+            "global_ratio": self.global_ratio if self.scope == "global" else None, "channel_norm": self.norm,
             "min_channels": self.min_channels, "round_to": self.round_to, "groups": self.groups,
             "sparsity": self.sparsity, "batches": self.batches, "score_batch_size": self.score_batch_size,
             "label_source": self.label_source, "layers": [x.to_dict() for x in self.layers],
@@ -71,6 +72,7 @@ class StructuredReport:
             f"# Structured pruning report: {self.criterion} ({self.form})",
             "",
             f"- channels removed: ratio {self.channel_ratio:g}, scope {self.scope}"
+            + (" (scores per MAC)" if self.norm == "per-mac" else "")
             + (f" at the layer-wise plan's MACs (global cut {self.global_ratio:.4f} of all channels)"
                if self.budget == "macs" and self.global_ratio is not None else "") + ", at least "
             f"{self.min_channels} kept per layer, kept counts rounded to multiples of {self.round_to}; "

@@ -42,13 +42,16 @@ def _best(scores: torch.Tensor, k: int) -> list[int]:
 
 
 def kept_counts(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tensor], ratio: float,
-                scope: str = "layer", min_channels: int = 1, round_to: int = 1) -> dict[str, int]:
+                scope: str = "layer", min_channels: int = 1, round_to: int = 1,
+                normalise: bool = True) -> dict[str, int]:
     """How many channels each group keeps.
 
     "layer": every group keeps ``round((1 - ratio) * size)``, so every layer shrinks alike and
     MACs fall by about ``(1 - ratio)^2``. "global" **[choice]**: scores are divided by their
     group's mean (raw sums differ in scale between layers, e.g. with filter size) and ranked
-    together; a group keeps as many of the top ``(1 - ratio)`` fraction as it holds.
+    together; a group keeps as many of the top ``(1 - ratio)`` fraction as it holds. With
+    ``normalise=False`` the scores are ranked as given (the caller made them comparable, e.g.
+    saliency per MAC).
     """
     if scope not in CHANNEL_SCOPES:
         raise PruningError(f"unknown channel scope {scope!r}; known: {', '.join(CHANNEL_SCOPES)}")
@@ -61,7 +64,7 @@ def kept_counts(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tenso
         for g in groups:
             s = scores[g.root].to(torch.float64)
             mean = float(s.mean())
-            norm.append(s / mean if mean > 0 else torch.ones_like(s))
+            norm.append(s if not normalise else s / mean if mean > 0 else torch.ones_like(s))
         flat = torch.cat(norm)
         keep = torch.zeros(flat.numel(), dtype=torch.bool)
         keep[torch.argsort(flat, descending=True, stable=True)[:keep_count(flat.numel(), 1.0 - ratio)]] = True
@@ -74,7 +77,8 @@ def kept_counts(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tenso
 
 
 def plan_removal(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tensor], ratio: float,
-                 scope: str = "layer", min_channels: int = 1, round_to: int = 1) -> dict[str, list[int]]:
+                 scope: str = "layer", min_channels: int = 1, round_to: int = 1,
+                 normalise: bool = True) -> dict[str, list[int]]:
     """``{group root: channel indices to remove}``; each group keeps its best-scored channels."""
     if not (math.isfinite(ratio) and 0.0 <= ratio < 1.0):
         raise PruningError(f"channel ratio must be in [0, 1) (the fraction of channels removed), got {ratio}")
@@ -85,7 +89,7 @@ def plan_removal(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tens
                                f"({None if s is None else tuple(s.shape)}, expected ({g.size},))")
         if not bool(torch.isfinite(s).all()):
             raise PruningError(f"non-finite channel scores for {g.root}")
-    counts = kept_counts(groups, scores, ratio, scope, min_channels, round_to)
+    counts = kept_counts(groups, scores, ratio, scope, min_channels, round_to, normalise)
     plan = {}
     for g in groups:
         kept = set(_best(scores[g.root], counts[g.root]))
@@ -95,7 +99,7 @@ def plan_removal(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tens
 
 def global_ratio_for_macs(groups: Sequence[ChannelGroup], scores: Mapping[str, torch.Tensor], target_macs: int,
                           macs_of: Callable[[dict[str, list[int]]], int], min_channels: int = 1,
-                          round_to: int = 1, iterations: int = 14) -> float:
+                          round_to: int = 1, iterations: int = 14, normalise: bool = True) -> float:
     """The smallest global channel ratio whose plan costs at most ``target_macs``.
 
     Cutting a global ranking deeper only ever removes more channels, so a plan's MACs fall
@@ -103,7 +107,7 @@ def global_ratio_for_macs(groups: Sequence[ChannelGroup], scores: Mapping[str, t
     channel in ten thousand). ``macs_of(plan)`` prices a plan; the caller applies it to a copy.
     """
     def cost(ratio: float) -> int:
-        return macs_of(plan_removal(groups, scores, ratio, "global", min_channels, round_to))
+        return macs_of(plan_removal(groups, scores, ratio, "global", min_channels, round_to, normalise))
 
     lo, hi = 0.0, 0.999
     if cost(lo) <= target_macs:
