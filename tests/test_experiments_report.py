@@ -149,7 +149,8 @@ def test_kept_fractions_are_read_from_the_prune_report(sweep_dir: Path) -> None:
 
 
 # A follow-up sweep: LNPT with layer-wise scope and iterative SNIP, at 95%, loss lnpt.
-VARIANT_ACC = {("lnpt", "layer", None): [0.86, 0.79, 0.88], ("snip", "global", 10): [0.72, 0.74, 0.70]}
+VARIANT_ACC = {("lnpt", "layer", None): [0.86, 0.79, 0.88], ("snip", "global", 10): [0.72, 0.74, 0.70],
+               ("grasp", "layer", None): [0.60, 0.62, 0.61]}
 
 
 def variant_runner(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
@@ -198,6 +199,24 @@ def test_variants_are_grouped_apart_and_paired_against_a_baseline(sweep_dir: Pat
     assert "Paired differences against `snip`" in md and "lnpt [scope=layer]" in md
     assert len(list(csv.DictReader(open(out / "paired.csv")))) == len(paired)
     assert main(["report", str(sweep_dir), "--out", str(out), "--against", "synflow"]) == 2
+    # A variant as the baseline, named as the report labels it.
+    by_variant = {(r["criterion"], r["variant"]): r for r in paired_differences(rows, "lnpt [scope=layer]")}
+    r = by_variant[("snip", "")]
+    assert r["mean_diff"] == pytest.approx(-diffs.mean()) and r["against"] == "lnpt [scope=layer]"
+    assert ("lnpt", "scope=layer") not in by_variant and ("lnpt", "") in by_variant
+
+
+def test_against_a_criterion_whose_cells_all_vary_names_the_labels(sweep_dir: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    follow = tmp_path / "follow"
+    spec = sweep_from_dict({"prune": {"sparsity": 0.95}, "extra": [
+        {"criterion": "grasp", "scope": "layer", "seed": s} for s in (0, 1)]})
+    run_sweep(spec, follow, runner=variant_runner, progress=False, log=lambda s: None)
+    out = tmp_path / "rep"
+    assert main(["report", str(sweep_dir), str(follow), "--out", str(out), "--against", "grasp"]) == 2
+    assert "name one of them exactly: 'grasp [scope=layer]'" in capsys.readouterr().err
+    assert main(["report", str(sweep_dir), str(follow), "--out", str(out), "--against", "grasp [scope=layer]"]) == 0
+    assert (out / "paired.csv").is_file()
 
 
 def test_channel_pruned_cells_group_by_channel_ratio_and_pair_with_the_baseline() -> None:

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default: the first SWEEP_DIR/report)")
     p.add_argument("--against", metavar="CRITERION",
                    help="also report every criterion's paired difference to this one at the same seed, "
-                        "with a 95%% interval (e.g. --against random); writes paired.csv")
+                        "with a 95%% interval (e.g. --against random, or a variant as the report labels "
+                        "it: --against 'random [round_to=8]'); writes paired.csv")
     p.set_defaults(func=_report)
 
 

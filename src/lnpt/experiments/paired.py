@@ -65,17 +65,29 @@ def _t_interval(diffs: np.ndarray) -> tuple[float, float]:
     return float(diffs.mean() - half), float(diffs.mean() + half)
 
 
+def split_label(label: str) -> tuple[str, str]:
+    """``"random [round_to=8]"`` -> ``("random", "round_to=8")``; a bare criterion has variant ""
+    (the labels :func:`assign_variants` gives and reports print)."""
+    label = label.strip()
+    if label.endswith("]") and " [" in label:
+        crit, variant = label[:-1].split(" [", 1)
+        return crit.strip(), variant.strip()
+    return label, ""
+
+
 def paired_differences(rows: list[dict], against: str) -> list[dict]:
-    """Final-accuracy differences to criterion ``against`` (default variant) at the same model,
-    sparsity, loss and seed: per group, the mean difference, its 95% t-interval, the number
-    of seeds paired and how many of them the group won. Groups without a baseline are skipped."""
+    """Final-accuracy differences to the baseline ``against`` at the same model, sparsity, loss
+    and seed: per group, the mean difference, its 95% t-interval, the number of seeds paired
+    and how many of them the group won. ``against`` is a criterion (its default variant) or a
+    label as reports print it, ``"random [round_to=8]"``. Groups without a baseline are skipped."""
+    crit, variant = split_label(against)
     base: dict[tuple, dict[Any, float]] = {}
     for r in rows:
-        if r["criterion"] == against and not r["variant"]:
+        if r["criterion"] == crit and r["variant"] == variant:
             base.setdefault((r["model"], r["sparsity"], r["loss"]), {})[r["seed"]] = r["final_acc"]
     groups: dict[tuple, dict[Any, float]] = {}
     for r in rows:
-        if r["criterion"] == against and not r["variant"]:
+        if r["criterion"] == crit and r["variant"] == variant:
             continue
         groups.setdefault((r["model"], r["criterion"], r["variant"], r["sparsity"], r["loss"]), {})[r["seed"]] = \
             r["final_acc"]

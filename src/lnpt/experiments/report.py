@@ -23,7 +23,7 @@ from ..analysis.runs import SUMMARY_FILE, Run, load_run, prune_layers
 from ..atomic import write_text
 from ..errors import LnptError
 from .report_figures import accuracy_vs_sparsity_figure, kept_fraction_figure
-from .paired import assign_variants, flat_settings, paired_differences
+from .paired import assign_variants, flat_settings, paired_differences, split_label
 from .report_tables import render_markdown
 from .sweep import FAILURES_FILE
 
@@ -231,8 +231,14 @@ def write_report(sweep_dir: str | Path | Iterable[str | Path], out: str | Path |
         if path.is_file():
             failures.update(json.loads(path.read_text()))
     paired = paired_differences(rows, against) if against else []
-    if against and not any(r["criterion"] == against for r in rows):
-        raise LnptError(f"--against {against}: no finished cell uses criterion {against!r}")
+    if against:
+        crit, variant = split_label(against)
+        if not any(r["criterion"] == crit for r in rows):
+            raise LnptError(f"--against {against}: no finished cell uses criterion {crit!r}")
+        if not any(r["criterion"] == crit and r["variant"] == variant for r in rows):
+            labels = sorted({f"{crit} [{r['variant']}]" if r["variant"] else crit for r in rows if r["criterion"] == crit})
+            raise LnptError(f"--against {against}: the cells of {crit!r} here all vary other settings; "
+                            f"name one of them exactly: {'; '.join(repr(x) for x in labels)}")
     result = {"sweep": ", ".join(map(str, dirs)), "groups": group_rows(rows), "comparison": loss_comparison(rows),
               "wall_times": wall_times(rows), "paired": paired, "against": against,
               "cells": [{k: v for k, v in r.items() if k not in ("layers", "settings")} for r in rows],
