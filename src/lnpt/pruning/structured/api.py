@@ -46,22 +46,23 @@ def validate_structured_config(cfg: PruneConfig) -> ChannelCriterion:
                            f"got {cfg.min_channels}")
     if cfg.round_to < 1:
         raise PruningError(f"--round-to must be >= 1 (1 = no rounding), got {cfg.round_to}")
-    if cfg.channel_budget not in ("channels", "macs"):
-        raise PruningError(f"unknown --channel-budget {cfg.channel_budget!r}; known: channels, macs")
-    if cfg.channel_budget == "macs" and cfg.channel_scope != "global":
-        raise PruningError("--channel-budget macs decides where a global ranking is cut; with "
-                           f"--channel-scope {cfg.channel_scope} every layer already loses the same "
-                           "fraction. Add --channel-scope global, or drop --channel-budget")
-    if cfg.channel_norm not in ("mean", "per-mac"):
-        raise PruningError(f"unknown --channel-norm {cfg.channel_norm!r}; known: mean, per-mac")
-    if cfg.channel_norm == "per-mac" and cfg.channel_scope != "global":
-        raise PruningError("--channel-norm per-mac makes layers comparable for a global ranking; with "
-                           f"--channel-scope {cfg.channel_scope} each layer is ranked on its own. Add "
-                           "--channel-scope global, or drop --channel-norm")
+    _global_only(cfg, "channel_budget", ("channels", "macs"), "decides where a global ranking is cut")
+    _global_only(cfg, "channel_norm", ("mean", "per-mac"), "makes layers comparable for a global ranking")
     if cfg.fm_saliency not in ("abs-sum", "sum-abs"):
         raise PruningError(f"unknown --fm-saliency {cfg.fm_saliency!r}; known: abs-sum, sum-abs")
     validate_scoring_settings(cfg, crit.name)
     return crit
+
+
+def _global_only(cfg: PruneConfig, field: str, known: tuple[str, ...], what: str) -> None:
+    """Check a setting that only the global scope reads: a known value, and its first value
+    (the default) unless the scope is global."""
+    value, flag = getattr(cfg, field), "--" + field.replace("_", "-")
+    if value not in known:
+        raise PruningError(f"unknown {flag} {value!r}; known: {', '.join(known)}")
+    if value != known[0] and cfg.channel_scope != "global":
+        raise PruningError(f"{flag} {value} {what}; with --channel-scope {cfg.channel_scope} each layer "
+                           f"loses the same fraction on its own. Add --channel-scope global, or drop {flag}")
 
 
 def structured_needs_teacher(cfg: PruneConfig) -> bool:
