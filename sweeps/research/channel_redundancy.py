@@ -4,7 +4,9 @@ docs/BENCHMARKS.md (issue 7): over 8 seeds, ResNet-20 layer-wise at ratio 0.5, t
 scores train significantly worse than random channels. One guess: ranking by gradient flow
 keeps channels that carry the same signal. This measures, for each criterion's kept set at
 seeds 0-2, the mean |correlation| between kept channels' BatchNorm outputs (one batch of 256
-training images, train-mode statistics) and the fraction of them a ReLU would pass.
+training images, train-mode statistics), the fraction of them a ReLU would pass, and the
+kept filters' L2 norm relative to their layer's mean (under BatchNorm a larger filter learns
+more slowly).
 
     OMP_NUM_THREADS=1 python sweeps/research/channel_redundancy.py
 """
@@ -38,9 +40,14 @@ for seed in (0, 1, 2):
         inputs, _ = _scoring_inputs(c, cfg, data.train.unlabeled(), teacher, None, seed)
         scores = c.score(model, groups, inputs)
         plan = plan_removal(groups, scores, 0.5, "layer", 1, 8)
-        corr, var, kfrac = [], [], []
+        corr, kfrac, norm_ratio = [], [], []
         for g in groups:
             drop = set(plan[g.root]); keep = [i for i in range(g.size) if i not in drop]
+            for m in g.members("producer"):
+                w = model.get_submodule(m.module).weight.detach()
+                norms = w.reshape(w.shape[0], -1).norm(dim=1)
+                kept = [ch for ch, r in zip(m.channels, m.roots) if r not in drop]
+                norm_ratio.append(float(norms[kept].mean() / norms.mean()))
             for m in g.members("norm"):
                 a = acts[m.module]  # N, C, H, W
                 idx = [ch for ch, r in zip(m.channels, m.roots) if r in keep]
@@ -51,6 +58,8 @@ for seed in (0, 1, 2):
                 corr.append(float((cc.sum() - n) / (n * (n - 1))))
                 # fraction of positive (post-ReLU alive) units among kept channels
                 kfrac.append(float((a[:, idx] > 0).float().mean()))
-        out.setdefault(crit, []).append((np.mean(corr), np.mean(kfrac)))
+        out.setdefault(crit, []).append((np.mean(corr), np.mean(kfrac), np.mean(norm_ratio)))
 for crit, v in out.items():
-    v = np.array(v); print(f"{crit:10s} mean |corr| among kept {v[:,0].mean():.4f}  active frac {v[:,1].mean():.4f}  per-seed {np.round(v[:,0],4)}")
+    v = np.array(v)
+    print(f"{crit:10s} mean |corr| among kept {v[:, 0].mean():.4f} (per seed {np.round(v[:, 0], 4)}), "
+          f"ReLU-active {v[:, 1].mean():.4f}, kept filter L2 norm / layer mean {v[:, 2].mean():.4f}")
