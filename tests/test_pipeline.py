@@ -176,8 +176,10 @@ def test_early_pruning_scores_the_trained_dense_student(digits_teacher_path, tmp
     assert at_init["prune_after_epochs"] == 0
 
 
-def test_early_channel_pruning_resumes_after_pruning(digits_teacher_path, tmp_path):
+def test_early_channel_pruning_resumes_after_pruning(digits_teacher_path, tmp_path, monkeypatch):
     """A run killed after pruning resumes from student_init.pt without repeating the dense phase."""
+    import lnpt.pipeline
+
     cfg = _early(_cfg(digits_teacher_path, epochs=2), 1, criterion="lnpt-fm", structured=True,
                  channel_ratio=0.5)
     out = tmp_path / "run"
@@ -185,6 +187,11 @@ def test_early_channel_pruning_resumes_after_pruning(digits_teacher_path, tmp_pa
     assert first["macs"] < first["macs_dense"]
     (out / "summary.json").unlink()
     init_bytes = (out / "student_init.pt").read_bytes()
+
+    def dense_phase_again(*args, **kwargs):
+        raise AssertionError("the resumed run trained the dense student again")
+
+    monkeypatch.setattr(lnpt.pipeline, "_train_before_pruning", dense_phase_again)
     again = run_pipeline(cfg, out, resume=True, progress=False)
     assert (out / "student_init.pt").read_bytes() == init_bytes
     assert again["final_acc"] == first["final_acc"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -23,15 +23,12 @@ from .onnx_export import INPUT_NAME, ort_session
 
 @dataclass(frozen=True)
 class NodeTime:
-    """Mean time of one node of the optimised graph per call (profiler clock, microseconds)."""
+    """Median time of one node of the optimised graph per call (profiler clock, microseconds)."""
 
     node: str
     op: str
     output_bytes: int
     us: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def profile_onnx(onnx_file: str | Path, input_shape: Sequence[int], batch: int = 1, threads: int = 1,
