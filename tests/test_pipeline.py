@@ -208,3 +208,58 @@ def test_negative_prune_after_epochs_is_refused(digits_teacher_path, tmp_path, c
     assert rc == 2
     assert "use `lnpt run --prune-after-epochs N`" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def _from(cfg, path, **prune):
+    import dataclasses
+
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=str(path)),
+                               prune=dataclasses.replace(cfg.prune, **prune))
+
+
+def test_init_from_prunes_and_fine_tunes_a_trained_dense_student(digits_teacher_path, tmp_path):
+    """Train -> prune -> fine-tune: a dense run's final.pt is the weights that are scored and
+    kept; '{seed}' in the path picks each seed's own dense run."""
+    dense_cfg = _from(_cfg(digits_teacher_path, epochs=2), "", sparsity=0.0)
+    dense = run_pipeline(dense_cfg, tmp_path / "dense-seed0", progress=False)
+    assert dense["sparsity"] == 0.0
+    trained = load_checkpoint(tmp_path / "dense-seed0" / "final.pt").build()
+    cfg = _from(_cfg(digits_teacher_path, epochs=1, lr=0.01, warmup_epochs=0), tmp_path / "dense-seed{seed}",
+                criterion="magnitude", structured=True, channel_ratio=0.5)
+    out = tmp_path / "tuned"
+    summary = run_pipeline(cfg, out, progress=False)
+    assert summary["init_from"] == str(tmp_path / "dense-seed0")
+    assert "started from" in (out / "summary.md").read_text()
+    pruned = load_checkpoint(out / "student_init.pt").build()
+    # Magnitude keeps the trained filters with the largest L1 norms, copied unchanged.
+    name = "conv.0"
+    w, kept = trained.get_submodule(name).weight.detach(), pruned.get_submodule(name).weight.detach()
+    assert kept.shape[0] == w.shape[0] // 2
+    norms = w.flatten(1).abs().sum(1)
+    top = sorted(torch.argsort(norms, descending=True)[: kept.shape[0]].tolist())
+    assert torch.equal(kept, w[top])
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda tmp: tmp / "missing.pt", "--init-from: checkpoint .* does not exist"),
+    (lambda tmp: "vgg", "holds a vgg11 of width 1, but this run builds a lenet5 of width 1; pass --model vgg11"),
+    (lambda tmp: "pruned", "is already pruned \\(masked weights\\); start from a dense checkpoint"),
+])
+def test_init_from_refuses_a_checkpoint_that_does_not_fit(make, message, digits, digits_teacher_path, tmp_path):
+    from lnpt.checkpoint import save_checkpoint
+    from lnpt.models import create_model
+    from lnpt.pruning.masks import apply_masks
+
+    path = make(tmp_path)
+    if path == "vgg":
+        path = tmp_path / "vgg.pt"
+        save_checkpoint(path, create_model("vgg11", (1, 8, 8), 10), "vgg11", 1.0, digits.info)
+    elif path == "pruned":
+        path, model = tmp_path / "pruned.pt", create_model("lenet5", (1, 8, 8), 10)
+        mask = torch.ones_like(model.conv[0].weight)
+        mask[0] = 0
+        apply_masks(model, {"conv.0.weight": mask})
+        save_checkpoint(path, model, "lenet5", 1.0, digits.info)
+    with pytest.raises(ConfigError, match=message):
+        run_pipeline(_from(_cfg(digits_teacher_path, epochs=1), path), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -200,10 +200,14 @@ def test_kl_needs_softmax(digits, digits_teacher):
                       digits_teacher)
 
 
-def test_unknown_score_bn_is_refused_for_weights_and_channels(digits):
+@pytest.mark.parametrize("field,value,message", [
+    ("score_bn", "eval", "unknown --score-bn 'eval'; known: train, frozen"),
+    ("score_adapter", "identity", "unknown --score-adapter 'identity'; known: auto, fit"),
+])
+def test_unknown_scoring_setting_is_refused_for_weights_and_channels(field, value, message, digits):
     from lnpt.pruning.student import prune_student
 
     for structured in (False, True):
-        with pytest.raises(PruningError, match="unknown --score-bn 'eval'; known: train, frozen"):
-            prune_student(_student(digits), PruneConfig(criterion="magnitude", score_bn="eval", structured=structured),
+        with pytest.raises(PruningError, match=message):
+            prune_student(_student(digits), PruneConfig(criterion="magnitude", structured=structured, **{field: value}),
                           digits.train.unlabeled(), None)

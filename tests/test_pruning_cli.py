@@ -52,6 +52,7 @@ def test_prune_writes_student_and_report(digits_teacher_path, tmp_path, capsys):
     (["--sparsity", "1.0"], "sparsity must be in [0, 1)"),
     (["--criterion", "snp"], "unknown criterion 'snp'; known:"),
     (["--batches", "0"], "zero scoring batches"),
+    (["--init-from", "no-such-run"], "--init-from: checkpoint no-such-run does not exist"),
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(digits_teacher_path, tmp_path, capsys, extra, message):
     out = tmp_path / "pruned"

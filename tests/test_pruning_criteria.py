@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lnpt.config import PruneConfig
-from lnpt.models import create_model
+from lnpt.models import create_model, feature_dim
 from lnpt.pruning import apply_masks, get_masks
 from lnpt.pruning.criteria import CRITERIA, ScoringInputs
 from lnpt.pruning.criteria.grasp import TEMPERATURE
@@ -224,3 +224,31 @@ def test_frozen_batchnorm_makes_the_score_see_a_filters_scale(digits):
     with torch.no_grad():
         first = work.conv1(torch.cat(batches))
     assert torch.allclose(work.bn1.running_mean, first.mean((0, 2, 3)), atol=1e-5)
+
+
+@pytest.mark.parametrize("criterion", ["lnpt", "lnpt-dynamics"])
+def test_fitted_score_adapter_ignores_the_order_of_the_teachers_features(criterion, digits, digits_teacher):
+    """A teacher's feature channels have no order a random student could know. With equal
+    feature sizes, 'auto' compares student channel i with teacher channel i, so permuting the
+    teacher's channels changes the scores; 'fit' maps one onto the other by least squares and
+    gives the same scores for any order."""
+    model = create_model("lenet5", digits.info.input_shape, 10, width=2.0, seed=0)  # the teacher's shape
+    batches = [x for _, x in digits.train.unlabeled().batches(64, limit=2)]
+    guidance = [digits_teacher.guide(x) for x in batches]
+    dim = guidance[0].features.shape[1]
+    assert feature_dim(model) == dim
+    perm = torch.randperm(dim, generator=torch.Generator().manual_seed(1))
+    permuted = [Guidance(g.logits, g.features[:, perm]) for g in guidance]
+    masks = {n: torch.ones_like(p) for n, p in model.named_parameters() if p.dim() > 1}
+    scores = {}
+    for adapter in ("auto", "fit"):
+        for name, guid in (("given", guidance), ("permuted", permuted)):
+            inputs = ScoringInputs(tuple(batches), tuple(guid), None, digits.info.input_shape,
+                                   PruneConfig(score_adapter=adapter), torch.Generator().manual_seed(0))
+            scores[adapter, name] = CRITERIA.get(criterion).score(model, masks, inputs)
+    def change(adapter: str, k: str) -> float:
+        a, b = scores[adapter, "given"][k], scores[adapter, "permuted"][k]
+        return float((a - b).norm() / a.norm())
+
+    assert max(change("auto", k) for k in masks) > 1e-2
+    assert max(change("fit", k) for k in masks) < 1e-4

@@ -39,6 +39,10 @@ class DataConfig:
 class ModelConfig:
     model: str = _f("lenet5", "student architecture (see `lnpt list models`)")
     width: float = _f(1.0, "width multiplier of the student")
+    init_from: str | None = _f(None, "start from the weights of this dense lnpt checkpoint, or a run folder's "
+                                     "final.pt (e.g. of `lnpt run --sparsity 0`) instead of a fresh initialisation: train, "
+                                     "then prune, then fine-tune with --epochs/--lr; '{seed}' in the path "
+                                     "becomes the run's seed")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class PruneConfig:
     score_tau: float = _f(4.0, "temperature of the feature smoothing in the LNPT score")
     score_distance: str = _f("kl", "feature distance of the LNPT score", ("kl", "mse"))
     score_smoothing: str = _f("softmax", "feature smoothing of the LNPT score", ("softmax", "l2", "none"))
+    score_adapter: str = _f("auto", "how the LNPT score compares student and teacher features: 'auto' "
+                                    "fits a ridge least-squares map only when their sizes differ and "
+                                    "compares channel i with teacher channel i when they match; 'fit' "
+                                    "always fits the map, so an arbitrary pairing of a random student's "
+                                    "channels with the teacher's does not steer the score", ("auto", "fit"))
     score_bn: str = _f("train", "BatchNorm while scoring: 'train' normalises each scoring batch by its own "
                                 "statistics (as in training); 'frozen' first estimates the statistics on "
                                 "the scoring batches, then scores with them fixed, so a filter's scale is "

@@ -1,7 +1,8 @@
 """The main job: prune a student at initialisation with teacher guidance, train it, evaluate.
 
 (With ``--prune-after-epochs N`` the dense student is first trained label-free for N epochs
-and pruned then: early pruning, measured against pruning at initialisation in docs/.)
+and pruned then: early pruning, measured against pruning at initialisation in docs/. With
+``--init-from CKPT`` it starts from a trained dense network: train, prune, fine-tune.)
 
 Data flows one way: config -> data + student + teacher -> criterion scores -> masks -> masked
 student -> trainer (+ teacher guidance) -> run directory. A run directory holds:
@@ -29,8 +30,9 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig, result_settings, saved_settings, settings_differences
 from .data import load_data
 from .errors import ConfigError
-from .models import create_model, feature_dim
+from .models import feature_dim
 from .analysis.metrics import effective_weights
+from .start import build_student, load_start, start_path
 from .teachers import check_compatible, load_teacher
 from .teachers.store import all_outputs
 from .train import Evaluator, LossContext, create_loss, fit, wants_prefetch
@@ -77,6 +79,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     teacher = load_teacher(cfg.teacher.teacher, d.dataset, token=cfg.teacher.teacher_token,
                            timeout=cfg.teacher.teacher_timeout, retry_budget=cfg.teacher.teacher_retry_budget)
     check_compatible(teacher.info, data.info)
+    start = load_start(cfg, data.info)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.json", json.dumps(saved_settings(cfg), indent=2))
 
@@ -88,8 +91,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
         report = json.loads((out / "prune_report.json").read_text())
     else:
         torch.manual_seed(cfg.seed)
-        student = create_model(cfg.model.model, data.info.input_shape, data.info.num_classes,
-                               cfg.model.width, seed=cfg.seed)
+        student = build_student(cfg, data.info, start)
         dense_seconds = _train_before_pruning(student, cfg, data, teacher, progress)
         report, shapes = _prune(student, cfg, data, teacher)
         if cfg.prune.prune_after_epochs:
@@ -116,7 +118,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
         "channel_ratio": cfg.prune.channel_ratio if cfg.prune.structured else None,
         "loss": cfg.train.loss, "model": cfg.model.model, "width": cfg.model.width,
         "dataset": d.dataset, "seed": cfg.seed, "epochs": cfg.train.epochs,
-        "prune_after_epochs": cfg.prune.prune_after_epochs,
+        "prune_after_epochs": cfg.prune.prune_after_epochs, "init_from": start_path(cfg),
         "teacher": {"model": teacher.info.model, "accuracy": teacher.info.accuracy},
         "train_seconds": sum(r.get("epoch_seconds", 0.0) for r in result.history),
         "seconds": time.perf_counter() - t0, "fingerprint": fingerprint(cfg),
@@ -175,7 +177,8 @@ def summary_markdown(s: dict) -> str:
         return "n/a" if v is None else f"{100 * v:.2f}%"
 
     rows = [
-        ("student", f"{s['model']} (width {s['width']:g}) on {s['dataset']}"),
+        ("student", f"{s['model']} (width {s['width']:g}) on {s['dataset']}"
+                    + (f", started from `{s['init_from']}`" if s.get("init_from") else "")),
         ("pruning", f"{s['criterion']} at {pct(s['sparsity'])} sparsity" if s.get("channel_ratio") is None
          else f"{s['criterion']} channels, ratio {s['channel_ratio']:g} ({pct(s['sparsity'])} of weights removed)"),
         ("training", f"loss `{s['loss']}`, {s['epochs']} epochs"

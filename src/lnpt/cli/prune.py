@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _prune(args: argparse.Namespace) -> int:
     from ..checkpoint import save_checkpoint
     from ..data import load_data
-    from ..models import create_model
+    from ..start import build_student, load_start
     from ..pruning.student import prune_student, teacher_needed, validate
     from ..teachers import load_teacher
 
@@ -62,8 +62,7 @@ def _prune(args: argparse.Namespace) -> int:
 
     d = cfg.data
     data = load_data(d.dataset, d.data_dir, d.val_fraction, d.split_seed, d.train_subset)
-    model = create_model(cfg.model.model, data.info.input_shape, data.info.num_classes, cfg.model.width,
-                         seed=cfg.seed)
+    model = build_student(cfg, data.info, load_start(cfg, data.info))
     teacher = None
     if teacher_needed(cfg.prune):
         t = cfg.teacher

@@ -52,6 +52,8 @@ def validate_scoring_settings(cfg: PruneConfig, criterion: str) -> None:
         raise PruningError(f"--score-batch-size must be >= 1, got {cfg.score_batch_size}")
     if cfg.score_bn not in ("train", "frozen"):
         raise PruningError(f"unknown --score-bn {cfg.score_bn!r}; known: train, frozen")
+    if cfg.score_adapter not in ("auto", "fit"):
+        raise PruningError(f"unknown --score-adapter {cfg.score_adapter!r}; known: auto, fit")
     if cfg.label_source not in ("teacher", "true"):
         raise PruningError(f"unknown label source {cfg.label_source!r}; known: teacher, true")
     if criterion.startswith("lnpt"):

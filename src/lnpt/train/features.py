@@ -46,10 +46,10 @@ def feature_distance(student: torch.Tensor, teacher: torch.Tensor, distance: str
 class FeatureAdapter(nn.Module):
     """Maps student features to the teacher's size when they differ (identity otherwise)."""
 
-    def __init__(self, student_dim: int, teacher_dim: int, seed: int = 0) -> None:
+    def __init__(self, student_dim: int, teacher_dim: int, seed: int = 0, always: bool = False) -> None:
         super().__init__()
         self.linear: nn.Linear | None = None
-        if student_dim != teacher_dim:
+        if always or student_dim != teacher_dim:
             # Its own seed: the global RNG must not decide a run's result (determinism, resume).
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)

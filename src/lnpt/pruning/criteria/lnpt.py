@@ -3,8 +3,11 @@
 L_fm is the distance between the student's smoothed penultimate features and the teacher's,
 on unlabeled scoring batches; its gradient at initialisation is the cheap stand-in for the
 feature Jacobian that links weights to the learning gap. Teacher features come from the
-guidance computed once per batch. When the feature sizes differ, a linear adapter fitted by
-ridge least squares on each scoring batch maps the student's features to the teacher's.
+guidance computed once per batch. When the feature sizes differ (or always, with
+``--score-adapter fit``), a linear adapter fitted by ridge least squares on each scoring batch
+maps the student's features to the teacher's; with equal sizes and ``auto`` the student's
+channel i is compared with the teacher's channel i, a pairing that a random student knows
+nothing of.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ def feature_map_loss(model: nn.Module, inputs: ScoringInputs) -> Callable[[int],
         raise PruningError("the lnpt criterion needs teacher guidance (pass a teacher)")
     cfg = inputs.cfg
     teacher_dim = inputs.guidance[0].features.shape[1]
-    adapter = FeatureAdapter(feature_dim(model), teacher_dim)
+    adapter = FeatureAdapter(feature_dim(model), teacher_dim, always=cfg.score_adapter == "fit")
     for p in adapter.parameters():
         p.requires_grad_(False)
 
