@@ -263,3 +263,28 @@ def test_init_from_refuses_a_checkpoint_that_does_not_fit(make, message, digits,
     with pytest.raises(ConfigError, match=message):
         run_pipeline(_from(_cfg(digits_teacher_path, epochs=1), path), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_early_schedule_continue_keeps_one_learning_rate_schedule(digits_teacher_path, tmp_path):
+    """--early-schedule continue: the pruned phase picks the schedule up where the dense phase
+    left it (a lower rate than a restart's), and the result differs from a restart."""
+    from lnpt.errors import PruningError
+    from lnpt.train.loop import lr_at
+
+    base = _early(_cfg(digits_teacher_path, epochs=2, warmup_epochs=0), 1, criterion="magnitude")
+    runs = {}
+    for schedule in ("restart", "continue"):
+        cfg = _early(base, 1, early_schedule=schedule)
+        runs[schedule] = run_pipeline(cfg, tmp_path / schedule, progress=False)
+        runs[schedule + "-lr"] = [json.loads(line)["lr"]
+                                  for line in (tmp_path / schedule / "metrics.jsonl").read_text().splitlines()]
+    train = base.train
+    # After the first epoch of the pruned phase: step 2 of 3 shared epochs vs step 1 of 2.
+    assert runs["continue-lr"][0] == pytest.approx(lr_at(2, 3, train))
+    assert runs["restart-lr"][0] == pytest.approx(lr_at(1, 2, train))
+    assert runs["continue-lr"][0] < runs["restart-lr"][0]
+    assert runs["continue"]["final_acc"] != runs["restart"]["final_acc"] or \
+        runs["continue"]["teacher_agreement"] != runs["restart"]["teacher_agreement"]
+    with pytest.raises(PruningError, match="unknown --early-schedule 'linear'; known: restart, continue"):
+        run_pipeline(_early(base, 1, early_schedule="linear"), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()

@@ -1,4 +1,5 @@
 """The trainer: label-free for real, masks that hold, bit-identical resume, clean failure."""
+import dataclasses
 import json
 
 import pytest
@@ -219,6 +220,23 @@ def test_lr_schedule_warmup_then_cosine():
     cfg = TrainConfig(lr=1.0, schedule="cosine")
     assert [round(lr_at(s, 10, cfg, 2), 4) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
     assert lr_at(3, 10, TrainConfig(lr=0.3, schedule="constant"), 0) == 0.3
+
+
+def test_phases_sharing_a_schedule_follow_the_single_runs_rates(digits, digits_teacher):
+    """Two phases of 2 epochs placed in one 4-epoch schedule (as --early-schedule continue does
+    before and after pruning) use, epoch by epoch, the rates of one 4-epoch run: the second
+    phase neither warms up again nor returns to the peak rate."""
+    cfg = TrainConfig(loss="pseudo", epochs=4, lr=0.05, warmup_epochs=1.0)
+    single, _ = _fit(digits, digits_teacher, _student(digits), cfg)
+    half = dataclasses.replace(cfg, epochs=2)
+    model = _student(digits)
+    first, _ = _fit(digits, digits_teacher, model, half, schedule_span=(0, 4))
+    second, _ = _fit(digits, digits_teacher, model, half, schedule_span=(2, 4))
+    assert [r["lr"] for r in first.history + second.history] == [r["lr"] for r in single.history]
+    restarted, _ = _fit(digits, digits_teacher, _student(digits), half)
+    assert restarted.history[0]["lr"] > second.history[0]["lr"]
+    with pytest.raises(TrainingError, match="does not hold 2 epochs from epoch 3"):
+        _fit(digits, digits_teacher, _student(digits), half, schedule_span=(3, 4))
 
 
 def test_gradient_clipping_bounds_the_update(digits, digits_teacher):

@@ -114,6 +114,11 @@ class PruneConfig:
                                     "before scoring and pruning it (0 = prune at initialisation, as the "
                                     "paper; > 0 = early pruning: the scores see a partly trained network, "
                                     "and --epochs more follow after pruning)")
+    early_schedule: str = _f("restart", "with --prune-after-epochs N: the pruned student's training starts "
+                                        "its own learning-rate schedule (restart), or both phases follow "
+                                        "one schedule over N + --epochs epochs and pruning happens at epoch N "
+                                        "(continue: no second warm-up, no return to the peak rate)",
+                             ("restart", "continue"))
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     evaluator = Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.train.tau,
                           store=cfg.teacher.teacher_store, val=data.val)
     result = fit(student, loss, data.train, cfg.train, evaluate=evaluator, run_dir=out, resume=resume,
-                 fingerprint=fingerprint(cfg), progress=progress, **_fit_inputs(cfg, data, teacher, loss))
+                 fingerprint=fingerprint(cfg), progress=progress, schedule_span=_span(cfg, after_pruning=True),
+                 **_fit_inputs(cfg, data, teacher, loss))
     final = result.final
     accs = [r["test_acc"] for r in result.history if "test_acc" in r]
     summary = {
@@ -142,6 +143,17 @@ def _fit_inputs(cfg: RunConfig, data, teacher, loss) -> dict[str, Any]:
             "prefetch": wants_prefetch(t.teacher_prefetch, guide)}
 
 
+def _span(cfg: RunConfig, after_pruning: bool) -> tuple[int, int] | None:
+    """Where a training phase sits in the learning-rate schedule: with ``--early-schedule
+    continue`` the dense and the pruned phase share one schedule over both; otherwise each
+    phase has its own (None)."""
+    before = cfg.prune.prune_after_epochs
+    if not before or cfg.prune.early_schedule != "continue":
+        return None
+    total = before + cfg.train.epochs
+    return (before, total) if after_pruning else (0, total)
+
+
 def _train_before_pruning(student: torch.nn.Module, cfg: RunConfig, data, teacher, progress: bool) -> float:
     """Early pruning (``--prune-after-epochs N``): train the dense student with the run's own
     loss and recipe for N epochs, so the criterion scores a partly trained network. Channel
@@ -155,7 +167,8 @@ def _train_before_pruning(student: torch.nn.Module, cfg: RunConfig, data, teache
     start = time.perf_counter()
     train_cfg = dataclasses.replace(cfg.train, epochs=epochs)
     loss = create_loss(train_cfg, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed))
-    fit(student, loss, data.train, train_cfg, progress=progress, **_fit_inputs(cfg, data, teacher, loss))
+    fit(student, loss, data.train, train_cfg, progress=progress, schedule_span=_span(cfg, after_pruning=False),
+        **_fit_inputs(cfg, data, teacher, loss))
     return time.perf_counter() - start
 
 

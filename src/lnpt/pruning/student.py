@@ -31,6 +31,8 @@ def validate(cfg: PruneConfig) -> None:
     if cfg.prune_after_epochs < 0:
         raise PruningError(f"--prune-after-epochs must be >= 0 (0 = prune at initialisation), "
                            f"got {cfg.prune_after_epochs}")
+    if cfg.early_schedule not in ("restart", "continue"):
+        raise PruningError(f"unknown --early-schedule {cfg.early_schedule!r}; known: restart, continue")
     if cfg.structured:
         from .structured import validate_structured_config
         validate_structured_config(cfg)

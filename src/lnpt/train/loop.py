@@ -81,6 +81,7 @@ def fit(
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
     prefetch: bool | None = None,
+    schedule_span: tuple[int, int] | None = None,
 ) -> FitResult:
     """Train ``model`` (in place) with ``loss`` for ``cfg.epochs`` epochs.
 
@@ -90,8 +91,13 @@ def fit(
     different ``fingerprint``, i.e. another configuration). ``teacher_outputs`` (precomputed
     outputs for every training sample, in index order) pre-fill the teacher cache.
     ``prefetch`` overlaps the teacher with the student's step (None: :func:`wants_prefetch`
-    with "auto"); it never changes the result.
+    with "auto"); it never changes the result. ``schedule_span=(offset, total)`` places these
+    epochs at ``offset`` within one learning-rate schedule of ``total`` epochs (training in
+    phases that share a schedule, e.g. before and after pruning); default ``(0, cfg.epochs)``.
     """
+    offset, span_epochs = schedule_span or (0, cfg.epochs)
+    if not (0 <= offset and offset + cfg.epochs <= span_epochs):
+        raise TrainingError(f"schedule span {schedule_span} does not hold {cfg.epochs} epochs from epoch {offset}")
     if loss.needs_teacher and teacher is None:
         raise TrainingError(f"loss {type(loss).__name__} needs a teacher")
     data: LabeledSet | UnlabeledView = train_set if loss.needs_labels else train_set.unlabeled()
@@ -110,7 +116,7 @@ def fit(
     params = [p for p in list(model.parameters()) + list(loss.parameters()) if p.requires_grad]
     optimizer = make_optimizer(params, cfg)
     steps_per_epoch = math.ceil(len(data) / batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+    total_steps = steps_per_epoch * span_epochs
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     result = FitResult()
     start_epoch = 0
@@ -127,7 +133,7 @@ def fit(
         g = torch.Generator().manual_seed(seed * 100_003 + epoch)
         sums: dict[str, float] = {}
         correct, seen = 0, 0
-        step = epoch * steps_per_epoch
+        step = (offset + epoch) * steps_per_epoch
         bar = tqdm(data.batches(batch_size, shuffle=True, augmented=augment, generator=g),
                    total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not progress, leave=False)
