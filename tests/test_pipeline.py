@@ -238,6 +238,10 @@ def test_init_from_prunes_and_fine_tunes_a_trained_dense_student(digits_teacher_
     norms = w.flatten(1).abs().sum(1)
     top = sorted(torch.argsort(norms, descending=True)[: kept.shape[0]].tolist())
     assert torch.equal(kept, w[top])
+    # Killed after pruning: the resume continues from student_init.pt, even without the dense run.
+    (out / "summary.json").unlink()
+    (tmp_path / "dense-seed0" / "final.pt").unlink()
+    assert run_pipeline(cfg, out, resume=True, progress=False)["final_acc"] == summary["final_acc"]
 
 
 @pytest.mark.parametrize("make,message", [

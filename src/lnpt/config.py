@@ -39,10 +39,10 @@ class DataConfig:
 class ModelConfig:
     model: str = _f("lenet5", "student architecture (see `lnpt list models`)")
     width: float = _f(1.0, "width multiplier of the student")
-    init_from: str | None = _f(None, "start from the weights of this dense lnpt checkpoint, or a run folder's "
-                                     "final.pt (e.g. of `lnpt run --sparsity 0`) instead of a fresh initialisation: train, "
-                                     "then prune, then fine-tune with --epochs/--lr; '{seed}' in the path "
-                                     "becomes the run's seed")
+    init_from: str | None = _f(None, "start from the weights of this dense lnpt checkpoint, or a run "
+                                     "folder's final.pt (e.g. of `lnpt run --sparsity 0`), instead of a "
+                                     "fresh initialisation: train, then prune, then fine-tune with "
+                                     "--epochs/--lr; '{seed}' in the path becomes the run's seed")
 
 
 @dataclass(frozen=True)

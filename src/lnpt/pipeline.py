@@ -79,12 +79,13 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     teacher = load_teacher(cfg.teacher.teacher, d.dataset, token=cfg.teacher.teacher_token,
                            timeout=cfg.teacher.teacher_timeout, retry_budget=cfg.teacher.teacher_retry_budget)
     check_compatible(teacher.info, data.info)
-    start = load_start(cfg, data.info)
+    init_path = out / "student_init.pt"
+    pruned_before = resume and init_path.is_file() and (out / "prune_report.json").is_file()
+    start = None if pruned_before else load_start(cfg, data.info)  # a resumed run no longer needs it
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.json", json.dumps(saved_settings(cfg), indent=2))
 
-    init_path = out / "student_init.pt"
-    if resume and init_path.is_file() and (out / "prune_report.json").is_file():
+    if pruned_before:
         init_ckpt = load_checkpoint(init_path)
         student = init_ckpt.build()
         shapes = {k: v for k, v in init_ckpt.extra.items() if k != "fingerprint"}
