@@ -253,6 +253,15 @@ def validate_section(obj: Any) -> None:
             raise ConfigError(f"config key {f.name!r} must be one of {', '.join(choices)}, got {value!r}")
 
 
+def check_choice(obj: Any, name: str, error: type[Exception] = ConfigError) -> None:
+    """Refuse ``obj.<name>`` outside its field's choices, naming the flag and the choices: the
+    check library callers get when they build a config directly, past :func:`validate_section`."""
+    choices = next(f.metadata["choices"] for f in fields(obj) if f.name == name)
+    value = getattr(obj, name)
+    if value not in choices:
+        raise error(f"unknown --{name.replace('_', '-')} {value!r}; known: {', '.join(choices)}")
+
+
 def run_config_from_dict(d: dict) -> RunConfig:
     """Build a RunConfig from nested dicts (a parsed TOML/YAML/JSON file), rejecting unknown keys."""
     if not isinstance(d, dict):

@@ -55,7 +55,7 @@ def load_start(cfg: RunConfig, info: DatasetInfo) -> Checkpoint | None:
     if pruned is None and ckpt.masked:
         # `lnpt run --sparsity 0` keeps all-ones masks: dense, fold them away.
         model = ckpt.build()
-        if any(bool((m == 0).any()) for m in get_masks(model).values()):
+        if any(bool((mask == 0).any()) for mask in get_masks(model).values()):
             pruned = "masked weights"
         else:
             ckpt = dataclasses.replace(ckpt, masked=[], state_dict=remove_masks(model).state_dict())

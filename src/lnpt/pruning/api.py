@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from ..config import PruneConfig
+from ..config import PruneConfig, check_choice
 from ..data.views import LabeledSet, UnlabeledView
 from ..errors import PruningError
 from ..models import find_classifier
@@ -50,10 +50,8 @@ def validate_scoring_settings(cfg: PruneConfig, criterion: str) -> None:
         raise PruningError(f"zero scoring batches: --batches must be >= 1, got {cfg.batches}")
     if cfg.score_batch_size < 1:
         raise PruningError(f"--score-batch-size must be >= 1, got {cfg.score_batch_size}")
-    if cfg.score_bn not in ("train", "frozen"):
-        raise PruningError(f"unknown --score-bn {cfg.score_bn!r}; known: train, frozen")
-    if cfg.score_adapter not in ("auto", "fit"):
-        raise PruningError(f"unknown --score-adapter {cfg.score_adapter!r}; known: auto, fit")
+    check_choice(cfg, "score_bn", PruningError)
+    check_choice(cfg, "score_adapter", PruningError)
     if cfg.label_source not in ("teacher", "true"):
         raise PruningError(f"unknown label source {cfg.label_source!r}; known: teacher, true")
     if criterion.startswith("lnpt"):

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from ..config import PruneConfig
+from ..config import PruneConfig, check_choice
 from ..data.views import LabeledSet, UnlabeledView
 from ..errors import PruningError
 from ..teachers.base import Teacher
@@ -31,8 +31,7 @@ def validate(cfg: PruneConfig) -> None:
     if cfg.prune_after_epochs < 0:
         raise PruningError(f"--prune-after-epochs must be >= 0 (0 = prune at initialisation), "
                            f"got {cfg.prune_after_epochs}")
-    if cfg.early_schedule not in ("restart", "continue"):
-        raise PruningError(f"unknown --early-schedule {cfg.early_schedule!r}; known: restart, continue")
+    check_choice(cfg, "early_schedule", PruningError)
     if cfg.structured:
         from .structured import validate_structured_config
         validate_structured_config(cfg)

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ...config import PruneConfig
+from ...config import PruneConfig, check_choice
 from ...data.views import LabeledSet, UnlabeledView
 from ...errors import PruningError
 from ...models import find_classifier
@@ -48,8 +48,7 @@ def validate_structured_config(cfg: PruneConfig) -> ChannelCriterion:
         raise PruningError(f"--round-to must be >= 1 (1 = no rounding), got {cfg.round_to}")
     _global_only(cfg, "channel_budget", ("channels", "macs"), "decides where a global ranking is cut")
     _global_only(cfg, "channel_norm", ("mean", "per-mac"), "makes layers comparable for a global ranking")
-    if cfg.fm_saliency not in ("abs-sum", "sum-abs"):
-        raise PruningError(f"unknown --fm-saliency {cfg.fm_saliency!r}; known: abs-sum, sum-abs")
+    check_choice(cfg, "fm_saliency", PruningError)
     validate_scoring_settings(cfg, crit.name)
     return crit
 
