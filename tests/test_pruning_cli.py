@@ -121,3 +121,16 @@ def test_list_names_every_registry_including_channel_criteria(capsys):
     assert "lnpt" in weight and "lnpt-fm" not in weight
     assert main(["list", "models"]) == 0
     assert "resnet20" in capsys.readouterr().out.split()
+
+
+def test_python_dash_m_lnpt_is_the_same_command_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "lnpt", "list", "channel-criteria"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "lnpt-fm" in done.stdout.split()
+    bad = subprocess.run([sys.executable, "-m", "lnpt", "list", "no-such-registry"], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode != 0
