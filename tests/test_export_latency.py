@@ -10,9 +10,11 @@ import torch
 from torch import nn
 
 from lnpt.cli import main
+from lnpt.export.blocks import nchwc_block, padding_note
 from lnpt.export.latency import LatencyRow, bench_latency, latency_markdown, speedup
 from lnpt.export.onnx_export import export_onnx
 from lnpt.export.profile import NodeTime, by_operator, profile_markdown, profile_onnx
+from lnpt.export.source import load_source
 
 from test_export_formats import structured_run
 
@@ -48,6 +50,9 @@ def test_cli_bench_latency_structured_run(digits, tmp_path: Path, capsys: pytest
     assert "channel-pruned" in printed
     assert "ONNX Runtime profile, batch 1" in printed and "dense: nodes, us/call" in printed
     assert "pruned: costliest nodes" in printed
+    # The padding note appears exactly when this CPU's channel block pads the pruned model.
+    expected = padding_note(load_source(run).model, nchwc_block())
+    assert (expected is not None) == ("runs ONNX Runtime's convolutions in blocks" in printed)
     rows = json.loads(out.read_text())
     assert {(r["model"], r["runtime"], r["batch"]) for r in rows} == {
         (m, rt, b) for m in ("dense", "pruned") for rt in ("torch", "onnxruntime") for b in (1, 8)}

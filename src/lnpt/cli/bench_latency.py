@@ -30,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from ..atomic import write_text
     from ..errors import ConfigError
+    from ..export.blocks import nchwc_block, padding_note
     from ..export.latency import bench_latency, latency_markdown
     from ..export.source import load_source
 
@@ -43,11 +45,13 @@ def _bench(args: argparse.Namespace) -> int:
           + (", channel-pruned" if src.checkpoint.extra.get("structured") else "")
           + (f", {len(src.masks)} masked layer(s): dense kernels, no speedup expected" if src.masks else ""))
     print(latency_markdown(rows))
+    note = padding_note(src.model, nchwc_block()) if "onnxruntime" in args.runtimes else None
+    if note:
+        print(note)
     if args.profile:
         print(_profile(src, args.batch_sizes[0], args.threads))
     if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump([r.to_dict() for r in rows], f, indent=2)
+        write_text(args.json_out, json.dumps([r.to_dict() for r in rows], indent=2))
     return 0
 
 
