@@ -51,13 +51,15 @@ def nchwc_block(flags: set[str] | None = None, machine: str | None = None) -> tu
     return 8, "AVX2" if "avx2" in flags else "SSE/AVX"
 
 
-def padded_convolutions(model: nn.Module, block: int) -> list[tuple[str, int]]:
-    """``(name, output channels)`` of the convolutions whose output is padded to ``block``.
+def _blocked_convolutions(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """The convolutions that run in the blocked layout. Depthwise and other grouped ones are
+    left out: ONNX Runtime gives them their own kernels."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups == 1]
 
-    Depthwise and other grouped convolutions are left out: ONNX Runtime gives them their own
-    kernels."""
-    return [(name, m.out_channels) for name, m in model.named_modules()
-            if isinstance(m, nn.Conv2d) and m.groups == 1 and m.out_channels % block]
+
+def padded_convolutions(model: nn.Module, block: int) -> list[tuple[str, int]]:
+    """``(name, output channels)`` of the convolutions whose output is padded to ``block``."""
+    return [(name, m.out_channels) for name, m in _blocked_convolutions(model) if m.out_channels % block]
 
 
 def padding_note(model: nn.Module, block: tuple[int, str] | None) -> str | None:
@@ -68,7 +70,7 @@ def padding_note(model: nn.Module, block: tuple[int, str] | None) -> str | None:
     padded = padded_convolutions(model, size)
     if not padded:
         return None
-    convs = sum(1 for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups == 1)
+    convs = len(_blocked_convolutions(model))
     widths = ", ".join(str(c) for c in sorted({c for _, c in padded}))
     return (f"note: this CPU ({isa}) runs ONNX Runtime's convolutions in blocks of {size} channels; "
             f"{len(padded)} of the pruned model's {convs} convolutions have {widths} output channels, "
