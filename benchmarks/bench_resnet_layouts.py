@@ -27,8 +27,8 @@ import torch
 from lnpt.export.latency import bench_latency
 from lnpt.export.onnx_export import INPUT_NAME, export_onnx
 from lnpt.models import create_model
-from lnpt.models.complexity import count_complexity
-from lnpt.pruning.structured.removal import ChannelGraph
+from lnpt.surgery.channels import ChannelGraph
+from lnpt.surgery.complexity import count_complexity
 
 SHAPE = (1, 28, 28)
 STAGES = {16: 0, 32: 1, 64: 2}

@@ -34,11 +34,11 @@ from lnpt.config import DataConfig, ModelConfig, TrainConfig
 from lnpt.data import load_data
 from lnpt.errors import DatasetNotFoundError
 from lnpt.models import create_model, feature_dim
+from lnpt.recipes.teacher_training import train_teacher
 from lnpt.serve import RemoteTeacher
 from lnpt.serve.background import ServerProcess
-from lnpt.serve.wire import FORMATS, encode
 from lnpt.teachers import LocalTeacher, Teacher
-from lnpt.teachers.training import train_teacher
+from lnpt.teachers.wire import FORMATS, encode
 from lnpt.train import LossContext, create_loss, fit
 
 

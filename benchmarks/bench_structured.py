@@ -3,7 +3,7 @@
 For each student architecture: prune channels at initialisation with the LNPT channel
 criterion at each --ratios value (and, at --baseline-ratio, with the magnitude and random
 channel baselines), train every student label-free with the teacher (pseudo-labels + feature
-term, `lnpt.pipeline.run_pipeline`), then time the dense architecture and every LNPT-pruned
+term, `lnpt.recipes.pipeline.run_pipeline`), then time the dense architecture and every LNPT-pruned
 student *side by side in one process* (interleaved repeats, fixed threads) in eager PyTorch and
 ONNX Runtime at batch 1 and 32. Baseline students have the same shapes as the LNPT student at
 the same ratio (scope "layer"), hence the same latency; they are timed only for accuracy.
@@ -27,11 +27,18 @@ from pathlib import Path
 import torch
 
 from lnpt.checkpoint import load_checkpoint
-from lnpt.config import DataConfig, ModelConfig, PruneConfig, RunConfig, TeacherConfig, TrainConfig
+from lnpt.config import (
+    DataConfig,
+    ModelConfig,
+    PruneConfig,
+    RunConfig,
+    TeacherConfig,
+    TrainConfig,
+)
 from lnpt.export.latency import bench_latency, speedup
 from lnpt.export.source import deployable
 from lnpt.models import create_model
-from lnpt.pipeline import run_pipeline
+from lnpt.recipes.pipeline import run_pipeline
 
 
 def _floats(text: str) -> list[float]:

@@ -9,8 +9,8 @@ import torch
 
 from lnpt.config import DataConfig, ModelConfig, TrainConfig
 from lnpt.data import DataSplits, load_data
+from lnpt.recipes.teacher_training import train_teacher
 from lnpt.teachers import LocalTeacher
-from lnpt.teachers.training import train_teacher
 
 torch.set_num_threads(1)  # the suite shares 2 cores with whatever else runs; keep it predictable
 

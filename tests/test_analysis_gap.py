@@ -10,7 +10,13 @@ import pytest
 from scipy import stats
 
 from lnpt.analysis.gap_report import across_runs, along_training
-from lnpt.analysis.runs import RunDirError, load_run, load_runs, prune_layers, run_labels
+from lnpt.analysis.runs import (
+    RunDirError,
+    load_run,
+    load_runs,
+    prune_layers,
+    run_labels,
+)
 from lnpt.cli import main
 
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from lnpt.analysis.metrics import effective_weights, learning_gap, weight_distance
-from lnpt.pruning.masks import apply_masks
-from lnpt.train.features import FeatureAdapter
+from lnpt.features import FeatureAdapter
+from lnpt.surgery.masks import apply_masks
 
 
 class IdentityFeatures(nn.Module):
@@ -108,7 +108,7 @@ def test_weight_distance_ignores_changes_to_pruned_weights() -> None:
 
 def test_metrics_module_imports_first_in_a_fresh_interpreter() -> None:
     """lnpt.train imports analysis.metrics; metrics must not import lnpt.train at load time
-    (the cycle broke `import lnpt.pipeline` and every sweep worker)."""
+    (the cycle broke `import lnpt.recipes.pipeline` and every sweep worker)."""
     import subprocess
     import sys
 

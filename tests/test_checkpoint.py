@@ -13,7 +13,7 @@ from lnpt.checkpoint import FORMAT, Checkpoint, load_checkpoint, save_checkpoint
 from lnpt.data import DatasetInfo
 from lnpt.errors import CheckpointError
 from lnpt.models import create_model
-from lnpt.pruning.masks import apply_masks, get_masks
+from lnpt.surgery.masks import apply_masks, get_masks
 
 INFO = DatasetInfo("digits", (1, 8, 8), 10, (0.305,), (0.375,), hflip=False, crop_padding=1,
                    classes=tuple(str(i) for i in range(10)))

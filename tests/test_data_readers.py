@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from lnpt.data import DATASETS, DatasetInfo, load_data
-from lnpt.data import cifar, mnist_like
+from lnpt.data import DATASETS, DatasetInfo, cifar, load_data, mnist_like
 from lnpt.data.download import download_files
 from lnpt.data.idx import read_idx, write_idx
 from lnpt.errors import DatasetNotFoundError

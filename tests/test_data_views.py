@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from lnpt.data import DataSplits, DatasetInfo, LabeledSet, UnlabeledView, load_data
-from lnpt.data import mnist_like
+from lnpt.data import (
+    DatasetInfo,
+    DataSplits,
+    LabeledSet,
+    UnlabeledView,
+    load_data,
+    mnist_like,
+)
 from lnpt.data.augment import augment, random_crop, random_hflip
 from lnpt.data.idx import write_idx
 

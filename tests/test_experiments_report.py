@@ -167,8 +167,9 @@ def variant_runner(cfg: RunConfig, out: Path, resume: bool = False, progress: bo
 
 
 def test_variants_are_grouped_apart_and_paired_against_a_baseline(sweep_dir: Path, tmp_path: Path) -> None:
-    from lnpt.experiments.paired import paired_differences
     from scipy import stats
+
+    from lnpt.experiments.paired import paired_differences
 
     follow = tmp_path / "follow"
     # The follow-up repeats one grid cell (lnpt, 95%, seed 0): counted once.

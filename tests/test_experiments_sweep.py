@@ -21,7 +21,7 @@ def fake_accuracy(cfg: RunConfig) -> float:
 
 def fake_runner(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
                 fail: tuple[str, ...] = ("grasp",)) -> dict:
-    """Writes what `lnpt.pipeline.run_pipeline` writes; fails for the criteria in ``fail``."""
+    """Writes what `lnpt.recipes.pipeline.run_pipeline` writes; fails for the criteria in ``fail``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(to_dict(cfg)))

@@ -8,7 +8,7 @@ from torch import nn
 
 from lnpt.export.blocks import cpu_flags, nchwc_block, padded_convolutions, padding_note
 from lnpt.models import create_model
-from lnpt.pruning.structured.removal import ChannelGraph
+from lnpt.surgery.channels import ChannelGraph
 
 SHAPE = (1, 28, 28)
 

@@ -12,8 +12,17 @@ from lnpt.checkpoint import save_checkpoint
 from lnpt.cli import main
 from lnpt.config import PruneConfig
 from lnpt.data import DataSplits
-from lnpt.export import (export_onnx, export_run, export_torchscript, load_source, load_sparse, load_torchscript,
-                         onnx_parity, ort_session, read_header)
+from lnpt.export import (
+    export_onnx,
+    export_run,
+    export_torchscript,
+    load_source,
+    load_sparse,
+    load_torchscript,
+    onnx_parity,
+    ort_session,
+    read_header,
+)
 from lnpt.models import create_model
 from lnpt.pruning import prune_at_init
 from lnpt.pruning.structured import prune_channels, structured_extra

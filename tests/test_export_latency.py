@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_export_formats import structured_run
 from torch import nn
 
 from lnpt.cli import main
@@ -15,8 +16,6 @@ from lnpt.export.latency import LatencyRow, bench_latency, latency_markdown, spe
 from lnpt.export.onnx_export import export_onnx
 from lnpt.export.profile import NodeTime, by_operator, profile_markdown, profile_onnx
 from lnpt.export.source import load_source
-
-from test_export_formats import structured_run
 
 
 def test_bench_latency_eager_rows_and_threads_restored() -> None:

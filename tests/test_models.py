@@ -6,8 +6,14 @@ import torch
 from torch import nn
 
 from lnpt.data import DataSplits
-from lnpt.models import (MODELS, classifier_name, create_model, feature_dim, find_classifier,
-                         forward_with_features)
+from lnpt.models import (
+    MODELS,
+    classifier_name,
+    create_model,
+    feature_dim,
+    find_classifier,
+    forward_with_features,
+)
 from lnpt.registry import UnknownNameError
 
 NUM_CLASSES = 7  # not 10, so a hard-coded class count shows

@@ -7,9 +7,16 @@ import torch
 
 from lnpt.checkpoint import load_checkpoint
 from lnpt.cli import main
-from lnpt.config import DataConfig, ModelConfig, PruneConfig, RunConfig, TeacherConfig, TrainConfig
+from lnpt.config import (
+    DataConfig,
+    ModelConfig,
+    PruneConfig,
+    RunConfig,
+    TeacherConfig,
+    TrainConfig,
+)
 from lnpt.errors import ConfigError
-from lnpt.pipeline import run_pipeline
+from lnpt.recipes.pipeline import run_pipeline
 
 
 def _cfg(teacher_path, **train):
@@ -60,7 +67,7 @@ def test_resume_of_a_finished_run_returns_it_and_other_configs_are_refused(digit
 def test_operational_settings_do_not_block_resume_and_the_token_is_never_written(digits_teacher_path, tmp_path):
     import dataclasses
 
-    from lnpt.pipeline import fingerprint
+    from lnpt.recipes.pipeline import fingerprint
 
     out = tmp_path / "run"
     cfg = _cfg(digits_teacher_path, epochs=1)
@@ -149,7 +156,7 @@ def test_early_pruning_scores_the_trained_dense_student(digits_teacher_path, tmp
     """--prune-after-epochs N: the masks are chosen on weights trained for N epochs, and
     student_init.pt holds those trained weights (the state training continues from)."""
     from lnpt.models import create_model
-    from lnpt.pruning.masks import get_masks
+    from lnpt.surgery.masks import get_masks
 
     cfg = _early(_cfg(digits_teacher_path, epochs=1), 2, criterion="magnitude", scope="layer")
     out = tmp_path / "run"
@@ -178,7 +185,7 @@ def test_early_pruning_scores_the_trained_dense_student(digits_teacher_path, tmp
 
 def test_early_channel_pruning_resumes_after_pruning(digits_teacher_path, tmp_path, monkeypatch):
     """A run killed after pruning resumes from student_init.pt without repeating the dense phase."""
-    import lnpt.pipeline
+    import lnpt.recipes.pipeline
 
     cfg = _early(_cfg(digits_teacher_path, epochs=2), 1, criterion="lnpt-fm", structured=True,
                  channel_ratio=0.5)
@@ -191,7 +198,7 @@ def test_early_channel_pruning_resumes_after_pruning(digits_teacher_path, tmp_pa
     def dense_phase_again(*args, **kwargs):
         raise AssertionError("the resumed run trained the dense student again")
 
-    monkeypatch.setattr(lnpt.pipeline, "_train_before_pruning", dense_phase_again)
+    monkeypatch.setattr(lnpt.recipes.pipeline, "_train_before_pruning", dense_phase_again)
     again = run_pipeline(cfg, out, resume=True, progress=False)
     assert (out / "student_init.pt").read_bytes() == init_bytes
     assert again["final_acc"] == first["final_acc"]
@@ -252,7 +259,7 @@ def test_init_from_prunes_and_fine_tunes_a_trained_dense_student(digits_teacher_
 def test_init_from_refuses_a_checkpoint_that_does_not_fit(make, message, digits, digits_teacher_path, tmp_path):
     from lnpt.checkpoint import save_checkpoint
     from lnpt.models import create_model
-    from lnpt.pruning.masks import apply_masks
+    from lnpt.surgery.masks import apply_masks
 
     path = make(tmp_path)
     if path == "vgg":

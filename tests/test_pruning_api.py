@@ -13,8 +13,8 @@ from lnpt.config import PruneConfig
 from lnpt.data import LabeledSet, UnlabeledView
 from lnpt.errors import PruningError, TeacherMismatchError
 from lnpt.models import create_model
-from lnpt.models.complexity import MAC_LABEL
 from lnpt.pruning import get_masks, keep_count, prunable_names, prune_at_init
+from lnpt.surgery.complexity import MAC_LABEL
 
 FAST = dict(batches=2, score_batch_size=64)
 

@@ -75,13 +75,13 @@ def test_mismatched_teacher(digits, tmp_path, capsys):
 
 
 def test_failure_while_writing_leaves_nothing(digits_teacher_path, tmp_path, monkeypatch):
-    import lnpt.checkpoint
+    import lnpt.cli.prune
 
     def broken(path, *a, **k):
         open(path, "w").write("partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(lnpt.checkpoint, "save_checkpoint", broken)
+    monkeypatch.setattr(lnpt.cli.prune, "save_checkpoint", broken)
     out = tmp_path / "pruned"
     with pytest.raises(OSError):
         main(_args(digits_teacher_path, out))

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lnpt.models.complexity import count_complexity
 from lnpt.pruning import apply_masks
+from lnpt.surgery.complexity import count_complexity
 
 
 class Small(nn.Module):

@@ -13,8 +13,8 @@ import torch
 from lnpt.serve import RemoteTeacher
 from lnpt.serve.background import ServerThread
 from lnpt.serve.server import create_app
-from lnpt.serve.wire import OUTPUT_NAMES, SAFETENSORS, decode, encode
 from lnpt.teachers import Guidance, LocalTeacher
+from lnpt.teachers.wire import OUTPUT_NAMES, SAFETENSORS, decode, encode
 
 
 class SlowTeacher:

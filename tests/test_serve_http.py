@@ -16,8 +16,8 @@ from lnpt.serve import RemoteTeacher, TeacherAuthError, TeacherServiceError
 from lnpt.serve.background import ServerThread
 from lnpt.serve.logs import ACCESS_LOGGER, JsonFormatter
 from lnpt.serve.server import create_app
-from lnpt.serve.wire import JSON, NPY, OUTPUT_NAMES, SAFETENSORS, decode, encode
 from lnpt.teachers import LocalTeacher, load_teacher
+from lnpt.teachers.wire import JSON, NPY, OUTPUT_NAMES, SAFETENSORS, decode, encode
 
 TOKEN = "test-token-123"
 

@@ -8,8 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from lnpt.serve.wire import (INPUT_NAMES, JSON, NPY, OUTPUT_NAMES, SAFETENSORS, Limits, WireError,
-                             decode, encode, media_type, validate_inputs)
+from lnpt.teachers.wire import (
+    INPUT_NAMES,
+    JSON,
+    NPY,
+    OUTPUT_NAMES,
+    SAFETENSORS,
+    Limits,
+    WireError,
+    decode,
+    encode,
+    media_type,
+    validate_inputs,
+)
 
 SHAPE = (1, 8, 8)
 

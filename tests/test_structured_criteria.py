@@ -9,7 +9,12 @@ from lnpt.data import DataSplits
 from lnpt.errors import PruningError
 from lnpt.models import create_model, feature_dim
 from lnpt.pruning.criteria import CRITERIA
-from lnpt.pruning.structured import ChannelGraph, channel_criterion, channel_criterion_names, prune_channels
+from lnpt.pruning.structured import (
+    ChannelGraph,
+    channel_criterion,
+    channel_criterion_names,
+    prune_channels,
+)
 from lnpt.pruning.structured.api import _scoring_inputs
 from lnpt.teachers import LocalTeacher
 from lnpt.teachers.base import TeacherInfo

@@ -12,7 +12,12 @@ from torch import nn
 from lnpt.errors import PruningError
 from lnpt.models import MODELS, create_model, find_classifier, forward_with_features
 from lnpt.pruning import apply_masks
-from lnpt.pruning.structured import ChannelGraph, channel_counts, plan_as_masks, plan_removal
+from lnpt.pruning.structured import (
+    ChannelGraph,
+    channel_counts,
+    plan_as_masks,
+    plan_removal,
+)
 
 SHAPE = (1, 8, 8)
 

@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from lnpt.errors import PruningError
-from lnpt.pruning.structured import ChannelGroup, ChannelMember, kept_counts, plan_removal
+from lnpt.pruning.structured import (
+    ChannelGroup,
+    ChannelMember,
+    kept_counts,
+    plan_removal,
+)
 
 
 def group(root: str, size: int) -> ChannelGroup:

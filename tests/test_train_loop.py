@@ -8,7 +8,7 @@ import torch
 from lnpt.config import TrainConfig
 from lnpt.errors import TrainingError
 from lnpt.models import create_model, feature_dim
-from lnpt.pruning.masks import apply_masks
+from lnpt.surgery.masks import apply_masks
 from lnpt.train import LossContext, create_loss, fit
 from lnpt.train.losses import PseudoLabel
 

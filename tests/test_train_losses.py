@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from lnpt.config import TrainConfig
+from lnpt.features import FeatureAdapter
 from lnpt.teachers.base import Guidance
 from lnpt.train import Batch, LossContext, create_loss, feature_distance
-from lnpt.train.features import FeatureAdapter
 
 LN = math.log
 

@@ -16,11 +16,13 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from . import __version__
 from .atomic import atomic_path
 from .data.info import DatasetInfo
-from .errors import CheckpointError
+from .errors import CheckpointError, PruningError
 from .models import create_model
-from .pruning.masks import get_masks, prepare_for_masks
+from .surgery.masks import get_masks, prepare_for_masks
+from .surgery.rebuild import rebuild
 
 FORMAT = "lnpt-checkpoint"
 FORMAT_VERSION = 1
@@ -45,8 +47,6 @@ class Checkpoint:
             raise CheckpointError(f"checkpoint describes a model lnpt cannot build: {exc}") from None
         if self.extra.get("structured"):
             # Channel-pruned: replay the recorded cuts so the shapes fit (no pickled modules).
-            from .errors import PruningError
-            from .pruning.structured.rebuild import rebuild
             try:
                 rebuild(model, self.extra, self.dataset.input_shape)
             except PruningError as exc:
@@ -77,7 +77,6 @@ def _refresh_masked_weights(model: nn.Module) -> None:
 
 def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, width: float,
                     dataset: DatasetInfo, metrics: dict | None = None, extra: dict | None = None) -> None:
-    from . import __version__
 
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lnpt_version": __version__,

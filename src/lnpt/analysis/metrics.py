@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from ..features import feature_distance
 from ..models import forward_with_features
-from ..pruning.masks import get_masks
+from ..surgery.masks import get_masks
 
 if TYPE_CHECKING:  # lnpt.train imports this module (its Evaluator); importing it back here
-    from ..train.features import FeatureAdapter  # at load time would be a cycle.
+    from ..features import FeatureAdapter  # at load time would be a cycle.
 
 
 def effective_weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -55,7 +56,6 @@ def learning_gap(model: nn.Module, inputs: list[torch.Tensor], teacher_features:
 
     The raw form needs equal feature sizes (or an adapter); it is NaN otherwise.
     """
-    from ..train.features import feature_distance  # late: see the TYPE_CHECKING note above
 
     was_training = model.training
     model.eval()

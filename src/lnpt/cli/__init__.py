@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from .. import __version__
 from ..errors import LnptError
 from ..registry import UnknownNameError
 
@@ -14,7 +15,6 @@ COMMANDS = ["teacher", "prune", "run", "demo", "listing", "gap", "sweep", "repor
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
 
     parser = argparse.ArgumentParser(
         prog="lnpt", description="Label-free network pruning and training (LNPT, arXiv 2403.12690).")

@@ -9,6 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+from pathlib import Path
+
+from ..atomic import write_text
+from ..errors import ConfigError
+from ..export.blocks import nchwc_block, padding_note
+from ..export.latency import bench_latency, latency_markdown
+from ..export.onnx_export import export_onnx
+from ..export.profile import profile_markdown, profile_onnx
+from ..export.source import load_source
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,11 +40,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ..atomic import write_text
-    from ..errors import ConfigError
-    from ..export.blocks import nchwc_block, padding_note
-    from ..export.latency import bench_latency, latency_markdown
-    from ..export.source import load_source
 
     if args.threads < 1 or args.repeats < 1 or args.warmup < 0 or min(args.batch_sizes) < 1:
         raise ConfigError("--threads, --repeats and --batch-sizes must be >= 1, --warmup >= 0")
@@ -56,11 +61,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _profile(src, batch: int, threads: int) -> str:
-    import tempfile
-    from pathlib import Path
 
-    from ..export.onnx_export import export_onnx
-    from ..export.profile import profile_markdown, profile_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         profiles = {name: profile_onnx(export_onnx(model, src.input_shape, Path(tmp) / f"{name}.onnx"),

@@ -14,8 +14,19 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import DataConfig, ModelConfig, PruneConfig, RunConfig, TeacherConfig, TrainConfig
+from ..config import (
+    DataConfig,
+    ModelConfig,
+    PruneConfig,
+    RunConfig,
+    TeacherConfig,
+    TrainConfig,
+    replace_flat,
+)
+from ..data import load_data
 from ..errors import DatasetNotFoundError
+from ..recipes.pipeline import run_pipeline
+from ..recipes.teacher_training import train_teacher
 
 # The demo's settings; chosen by measurement (docs/BENCHMARKS.md, "Demo").
 DEMO = RunConfig(
@@ -39,8 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, out: Path) -> tuple[RunConfig, str]:
-    from ..config import replace_flat
-    from ..data import load_data
 
     cfg = DEMO
     if args.quick:
@@ -54,7 +63,6 @@ def _config(args: argparse.Namespace, out: Path) -> tuple[RunConfig, str]:
         return cfg, "shipped"
     except DatasetNotFoundError as exc:
         print(f"note: {exc}\nnote: running the demo on scikit-learn's bundled digits instead.", file=sys.stderr)
-    from ..teachers.training import train_teacher
 
     teacher_dir = out / "digits-teacher"
     train_teacher(ModelConfig("lenet5", 2.0), DataConfig(dataset="digits", batch_size=64),
@@ -66,7 +74,6 @@ def _config(args: argparse.Namespace, out: Path) -> tuple[RunConfig, str]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..pipeline import run_pipeline
 
     out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     cfg, teacher_kind = _config(args, out)

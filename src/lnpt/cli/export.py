@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..export.api import FORMATS, export_run
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..export.api import FORMATS
 
     p = sub.add_parser(
         "export", help="export a trained (or pruned) student to ONNX, TorchScript or safetensors",
@@ -29,11 +30,10 @@ def _fmt_bytes(n: int) -> str:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..export.api import export_run
 
     m = export_run(args.run_dir, args.formats, args.out)
     print(f"{m['model']} (width {m['width']:g}) from {m['source']}: {m['params']:,} parameters "
-          f"({m['params_nonzero']:,} nonzero), {m['macs']:,} MACs per input (lnpt.models.complexity)")
+          f"({m['params_nonzero']:,} nonzero), {m['macs']:,} MACs per input (lnpt.surgery.complexity)")
     for name, art in m["artefacts"].items():
         line = f"- {name}: {m['out']}/{art['file']} ({_fmt_bytes(art['bytes'])})"
         if "max_abs_diff_vs_torch" in art:

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..analysis.runs import load_runs
+from ..errors import ConfigError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -17,11 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _gap(args: argparse.Namespace) -> int:
-    from ..analysis.gap_report import write_gap_report
-    from ..analysis.runs import load_runs
+    from ..analysis.gap_report import write_gap_report  # draws figures: the plots extra
 
     if args.early_epoch < 1:
-        from ..errors import ConfigError
 
         raise ConfigError(f"--early-epoch must be >= 1, got {args.early_epoch}")
     runs = load_runs(args.runs, expand_sweeps=True)

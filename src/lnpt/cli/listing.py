@@ -4,27 +4,28 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from ..data import DATASETS
+from ..models import MODELS
+from ..pruning.criteria import CRITERIA
+from ..pruning.structured.criteria import channel_criterion_names
+from ..train import LOSSES
+
 
 def _names() -> dict[str, Callable[[], list[str]]]:
     """Each listable kind and how to read its names (imports stay lazy: `lnpt list` is quick)."""
     def models() -> list[str]:
-        from ..models import MODELS
         return MODELS.names()
 
     def datasets() -> list[str]:
-        from ..data import DATASETS
         return DATASETS.names()
 
     def losses() -> list[str]:
-        from ..train import LOSSES
         return LOSSES.names()
 
     def criteria() -> list[str]:
-        from ..pruning.criteria import CRITERIA
         return CRITERIA.names()
 
     def channel_criteria() -> list[str]:
-        from ..pruning.structured.criteria import channel_criterion_names
         return channel_criterion_names()
 
     return {"models": models, "datasets": datasets, "criteria": criteria,

@@ -15,8 +15,21 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from ..config import DataConfig, ModelConfig, PruneConfig, RunConfig, TeacherConfig, replace_flat, to_dict
+from ..checkpoint import save_checkpoint
+from ..config import (
+    DataConfig,
+    ModelConfig,
+    PruneConfig,
+    RunConfig,
+    TeacherConfig,
+    replace_flat,
+    to_dict,
+)
+from ..data import load_data
 from ..errors import ConfigError
+from ..pruning.student import prune_student, teacher_needed, validate
+from ..recipes.start import build_student, load_start
+from ..teachers import load_teacher
 from .options import add_section_args, overrides
 
 OUTPUTS = ("student.pt", "report.json", "report.md")
@@ -44,11 +57,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from ..checkpoint import save_checkpoint
-    from ..data import load_data
-    from ..start import build_student, load_start
-    from ..pruning.student import prune_student, teacher_needed, validate
-    from ..teachers import load_teacher
 
     cfg = replace_flat(RunConfig(), overrides(args, PruneConfig, ModelConfig, DataConfig, TeacherConfig))
     validate(cfg.prune)  # cheap checks before loading anything

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ..experiments.report import write_report
+    from ..experiments.report import write_report  # draws figures: the plots extra
 
     out = Path(args.out) if args.out else Path(args.sweep_dir[0]) / "report"
     result = write_report(args.sweep_dir, out, against=args.against)

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..config import SECTIONS, RunConfig, load_config_file, replace_flat
+from ..recipes.pipeline import default_run_name, run_pipeline
 from .options import add_section_args, overrides
 
 
@@ -30,7 +31,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..pipeline import default_run_name, run_pipeline
 
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / default_run_name(cfg)

@@ -7,7 +7,11 @@ import logging
 import logging.config
 import os
 
-from ..serve.wire import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, TOKEN_ENV
+import torch
+
+from ..errors import ConfigError
+from ..teachers import LocalTeacher, shipped_teacher_path
+from ..teachers.wire import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, TOKEN_ENV
 
 
 def register(tsub: argparse._SubParsersAction) -> None:
@@ -38,12 +42,11 @@ def register(tsub: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..errors import ConfigError
-    from ..serve.logs import SERVER_LOGGER, log_config
-    from ..serve.server import create_app, run_server
-    from ..teachers import LocalTeacher, shipped_teacher_path
+    from ..serve.logs import (  # the serve extra (FastAPI, uvicorn)
+        SERVER_LOGGER,
+        log_config,
+    )
+    from ..serve.server import create_app, run_server  # the serve extra
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

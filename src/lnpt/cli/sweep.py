@@ -4,7 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import SECTIONS
+from ..analysis.runs import SUMMARY_FILE
+from ..config import SECTIONS, replace_flat
+from ..errors import ConfigError
+from ..experiments.grid import SweepSpec, load_sweep
+from ..experiments.sweep import run_sweep
 from .options import add_section_args, overrides
 
 
@@ -27,11 +31,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from ..analysis.runs import SUMMARY_FILE
-    from ..config import replace_flat
-    from ..errors import ConfigError
-    from ..experiments.grid import SweepSpec, load_sweep
-    from ..experiments.sweep import run_sweep
 
     spec = load_sweep(args.config)
     given = overrides(args, *SECTIONS.values())

@@ -4,7 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import DataConfig, ModelConfig, TrainConfig, replace_flat
+from ..checkpoint import load_checkpoint
+from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, replace_flat
+from ..data import load_data
+from ..recipes.teacher_training import train_teacher
+from ..teachers import shipped_teacher_path
+from ..train.evaluate import accuracy
 from .options import add_section_args
 
 
@@ -40,8 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..config import RunConfig
-    from ..teachers.training import train_teacher
 
     given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "teacher_command", "out", "resume", "no_progress", "seed")}
     cfg = replace_flat(RunConfig(train=TrainConfig(loss="supervised")), given)
@@ -52,10 +55,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_checkpoint
-    from ..data import load_data
-    from ..teachers import shipped_teacher_path
-    from ..train.evaluate import accuracy
 
     path = args.checkpoint or shipped_teacher_path(args.dataset)
     ckpt = load_checkpoint(path)

@@ -25,8 +25,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..config import (SECTIONS, RunConfig, read_settings_file, replace_flat, run_config_from_dict, saved_settings,
-                      to_dict)
+from ..config import (
+    SECTIONS,
+    RunConfig,
+    read_settings_file,
+    replace_flat,
+    run_config_from_dict,
+    saved_settings,
+    to_dict,
+)
 from ..errors import ConfigError
 
 #: Every flat setting name, in the canonical order used for cell names.

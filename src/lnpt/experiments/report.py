@@ -22,8 +22,8 @@ import numpy as np
 from ..analysis.runs import SUMMARY_FILE, Run, load_run, prune_layers
 from ..atomic import write_text
 from ..errors import LnptError
-from .report_figures import accuracy_vs_sparsity_figure, kept_fraction_figure
 from .paired import assign_variants, flat_settings, paired_differences, split_label
+from .report_figures import accuracy_vs_sparsity_figure, kept_fraction_figure
 from .report_tables import render_markdown
 from .sweep import FAILURES_FILE
 

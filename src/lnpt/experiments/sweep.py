@@ -1,7 +1,7 @@
 """``lnpt sweep``: run every cell of a sweep, resumably, optionally in parallel.
 
 Each cell is a normal run directory ``SWEEP_DIR/<cell name>/`` written by
-:func:`lnpt.pipeline.run_pipeline`. Re-running a sweep is always safe and cheap:
+:func:`lnpt.recipes.pipeline.run_pipeline`. Re-running a sweep is always safe and cheap:
 
 * a cell with ``summary.json`` is finished and skipped;
 * a cell folder without it was interrupted and is resumed (``resume=True``);
@@ -22,11 +22,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from tqdm.auto import tqdm
 
 from ..analysis.runs import CONFIG_FILE, SUMMARY_FILE
 from ..atomic import write_text
 from ..config import RunConfig, settings_differences
+from ..recipes.pipeline import run_pipeline
 from .grid import Cell, SweepSpec
 
 FAILURES_FILE = "failures.json"
@@ -35,8 +37,7 @@ Runner = Callable[..., dict]  # runner(cfg, out, resume=..., progress=...) -> su
 
 
 def default_runner(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
-    """:func:`lnpt.pipeline.run_pipeline`, imported late (and picklable for worker processes)."""
-    from ..pipeline import run_pipeline
+    """:func:`lnpt.recipes.pipeline.run_pipeline`, imported late (and picklable for worker processes)."""
 
     return run_pipeline(cfg, out, resume=resume, progress=progress)
 
@@ -64,7 +65,6 @@ class SweepResult:
 
 
 def _init_worker() -> None:
-    import torch
 
     torch.set_num_threads(1)
 

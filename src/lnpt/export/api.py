@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..atomic import write_text
-from ..models.complexity import MAC_LABEL, count_complexity
+from ..surgery.complexity import MAC_LABEL, count_complexity
 from .onnx_export import ExportError, export_onnx, onnx_parity
 from .source import ExportSource, example_batch, load_source
 from .torchscript import export_torchscript

@@ -17,7 +17,7 @@ from torch import nn
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import CheckpointError
 from ..models import create_model
-from ..pruning.masks import Masks, get_masks, remove_masks
+from ..surgery.masks import Masks, get_masks, remove_masks
 
 # In a run folder, prefer the trained student; a `lnpt prune` folder has only the untrained one.
 CANDIDATES = ("final.pt", "student.pt", "student_init.pt", "best.pt")

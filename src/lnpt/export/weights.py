@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path
-from ..pruning.masks import Masks
+from ..surgery.masks import Masks
 
 SPARSE_ENCODING = "lnpt-bitmask-v1"
 _MASK, _VALUES = "::bitmask", "::values"

@@ -6,7 +6,13 @@ import torch
 from torch import nn
 
 from . import lenet, resnet, vgg  # noqa: F401  (registration side effect)
-from .features import classifier_name, feature_dim, find_classifier, forward_with_features, tap_features
+from .features import (
+    classifier_name,
+    feature_dim,
+    find_classifier,
+    forward_with_features,
+    tap_features,
+)
 from .registry import MODELS, ModelSpec
 
 

@@ -17,11 +17,11 @@ from ..config import PruneConfig, check_choice
 from ..data.views import LabeledSet, UnlabeledView
 from ..errors import PruningError
 from ..models import find_classifier
-from ..models.complexity import count_complexity
 from ..registry import UnknownNameError
+from ..surgery.complexity import count_complexity
+from ..surgery.masks import Masks, apply_masks, get_masks
 from ..teachers.base import Teacher, check_compatible
 from .criteria import CRITERIA, CriterionSpec, LabelFn, ScoringInputs
-from .masks import Masks, apply_masks, get_masks
 from .prunable import prunable_names
 from .report import LayerStat, PruneReport
 from .selection import CollapseEvent, check_finite, density_schedule, select_masks

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..models.complexity import MAC_LABEL, Complexity
-from .masks import Masks
+from ..surgery.complexity import MAC_LABEL, Complexity
+from ..surgery.masks import Masks
 from .selection import CollapseEvent
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..errors import PruningError
-from .masks import Masks
+from ..surgery.masks import Masks
 
 SCOPES = ("global", "layer")
 

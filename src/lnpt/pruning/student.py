@@ -16,6 +16,13 @@ from ..config import PruneConfig, check_choice
 from ..data.views import LabeledSet, UnlabeledView
 from ..errors import PruningError
 from ..teachers.base import Teacher
+from .api import needs_teacher, prune_at_init, validate_prune_config
+from .structured import (
+    prune_channels,
+    structured_extra,
+    structured_needs_teacher,
+    validate_structured_config,
+)
 
 
 @dataclass
@@ -33,19 +40,15 @@ def validate(cfg: PruneConfig) -> None:
                            f"got {cfg.prune_after_epochs}")
     check_choice(cfg, "early_schedule", PruningError)
     if cfg.structured:
-        from .structured import validate_structured_config
         validate_structured_config(cfg)
     else:
-        from .api import validate_prune_config
         validate_prune_config(cfg)
 
 
 def teacher_needed(cfg: PruneConfig) -> bool:
     """Whether scoring with ``cfg`` asks the teacher anything (a CLI can skip loading one)."""
     if cfg.structured:
-        from .structured import structured_needs_teacher
         return structured_needs_teacher(cfg)
-    from .api import needs_teacher
     return needs_teacher(cfg)
 
 
@@ -53,10 +56,8 @@ def prune_student(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teach
                   seed: int = 0, labeled: LabeledSet | None = None) -> PruneOutcome:
     """Prune ``model`` in place: masks (``cfg.structured`` false) or physical channel removal."""
     if cfg.structured:
-        from .structured import prune_channels, structured_extra
         sreport = prune_channels(model, cfg, data, teacher, seed=seed, labeled=labeled)
         return PruneOutcome(sreport.to_dict(), sreport.to_markdown(), sreport.sparsity,
                             structured_extra(model, sreport.history))
-    from .api import prune_at_init
     report = prune_at_init(model, cfg, data, teacher, seed=seed, labeled=labeled)
     return PruneOutcome(report.to_dict(), report.to_markdown(), report.sparsity)

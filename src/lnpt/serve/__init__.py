@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from .client import RemoteTeacher, TeacherAuthError, TeacherServiceError, TeacherUnavailableError
-from .wire import FORMATS, TOKEN_ENV, Limits, WireError
+from ..teachers.remote import (
+    RemoteTeacher,
+    TeacherAuthError,
+    TeacherServiceError,
+    TeacherUnavailableError,
+)
+from ..teachers.wire import FORMATS, TOKEN_ENV, Limits, WireError
 
 _SERVER = ("create_app", "run_server", "teacher_fingerprint")
 
 
 def __getattr__(name: str) -> Any:
     if name in _SERVER:
+        # FastAPI is the serve extra: the server module loads only when it is asked for.
         from . import server
 
         return getattr(server, name)

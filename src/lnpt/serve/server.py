@@ -35,9 +35,20 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..teachers.base import Teacher
-from .logs import SERVER_LOGGER, AccessLog
-from .wire import (DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, INPUT_NAMES, PROTOCOL_VERSION,
-                   TEACHER_HEADER, Limits, WireError, decode, encode, media_type, validate_inputs)
+from ..teachers.wire import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
+    INPUT_NAMES,
+    PROTOCOL_VERSION,
+    TEACHER_HEADER,
+    Limits,
+    WireError,
+    decode,
+    encode,
+    media_type,
+    validate_inputs,
+)
+from .logs import SERVER_LOGGER, AccessLog, log_config
 
 log = logging.getLogger(SERVER_LOGGER)
 
@@ -203,9 +214,7 @@ def run_server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_leve
                graceful_timeout: float = 10.0) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, then stop accepting, finish in-flight requests (for
     up to ``graceful_timeout`` seconds) and shut the workers down. Logs are JSON lines."""
-    import uvicorn
-
-    from .logs import log_config
+    import uvicorn  # the serve extra; deferred so that building an app needs only FastAPI
 
     uvicorn.run(app, host=host, port=port, log_config=log_config(log_level), log_level=log_level,
                 access_log=False, timeout_graceful_shutdown=int(graceful_timeout), server_header=False)

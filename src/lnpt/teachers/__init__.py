@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import CheckpointError
 from .base import Guidance, Teacher, TeacherInfo, check_compatible
 from .cache import TeacherCache
 from .local import LocalTeacher
+from .remote import RemoteTeacher
 
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 
 
 def shipped_teacher_path(dataset: str) -> Path:
     """Path of the teacher checkpoint shipped with the package for ``dataset``."""
-    from ..errors import CheckpointError
 
     path = SHIPPED_DIR / f"{dataset}.pt"
     if not path.is_file():
@@ -28,7 +29,6 @@ def load_teacher(source: str, dataset: str, token: str | None = None, timeout: f
                  retry_budget: float = 120.0) -> Teacher:
     """A teacher from a checkpoint path, an ``http(s)://`` server address, or ``"shipped"``."""
     if source.startswith(("http://", "https://")):
-        from ..serve.client import RemoteTeacher
 
         return RemoteTeacher(source, token=token, timeout=timeout, retry_budget=retry_budget)
     path = shipped_teacher_path(dataset) if source == "shipped" else Path(source)

@@ -1,8 +1,8 @@
 """Label-free (and supervised) training of masked students."""
 from __future__ import annotations
 
+from ..features import FeatureAdapter, feature_distance, smooth
 from .evaluate import Evaluator, accuracy
-from .features import FeatureAdapter, feature_distance, smooth
 from .loop import FitResult, fit, wants_prefetch
 from .losses import LOSSES, Batch, LossContext, TrainLoss, create_loss
 

@@ -6,9 +6,10 @@ from torch import nn
 
 from ..analysis.metrics import learning_gap, weight_distance
 from ..data.views import LabeledSet, UnlabeledView
+from ..features import FeatureAdapter
 from ..models import find_classifier, forward_with_features
 from ..teachers.base import Teacher
-from .features import FeatureAdapter
+from ..teachers.store import all_outputs
 
 
 @torch.no_grad()
@@ -39,7 +40,6 @@ class Evaluator:
                  init_weights: dict[str, torch.Tensor], batch_size: int = 1000,
                  gap_samples: int = 2000, tau: float = 4.0, store: str | None = None,
                  val: LabeledSet | None = None) -> None:
-        from ..teachers.store import all_outputs
 
         self.test, self.teacher, self.init, self.batch_size, self.tau = test, teacher, init_weights, batch_size, tau
         self.val = val if val is not None and len(val) > 0 else None  # for choosing settings, not reporting

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TrainConfig
+from ..features import FeatureAdapter, feature_distance
 from ..registry import Registry
 from ..teachers.base import Guidance
-from .features import FeatureAdapter, feature_distance
 
 
 @dataclass

@@ -8,6 +8,13 @@ from :func:`scoring_copy`), and add it to the import line below.
 from __future__ import annotations
 
 from . import grasp, lnpt, lnpt_dynamics, magnitude, random, snip, synflow  # noqa: F401  (registration)
-from .base import CRITERIA, CriterionSpec, LabelFn, ScoringInputs, register_criterion, scoring_copy
+from .base import (
+    CRITERIA,
+    CriterionSpec,
+    LabelFn,
+    ScoringInputs,
+    register_criterion,
+    scoring_copy,
+)
 
 __all__ = ["CRITERIA", "CriterionSpec", "LabelFn", "ScoringInputs", "register_criterion", "scoring_copy"]

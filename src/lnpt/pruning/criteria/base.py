@@ -17,8 +17,8 @@ from torch import nn
 
 from ...config import PruneConfig
 from ...registry import Registry
+from ...surgery.masks import Masks, remove_masks
 from ...teachers.base import Guidance
-from ..masks import Masks, remove_masks
 
 LabelFn = Callable[[int], torch.Tensor]
 """Labels of scoring batch ``i`` (teacher pseudo-labels, or true labels for the supervised

@@ -12,8 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import PruningError
-from ..masks import Masks
-from .base import ScoringInputs, hessian_gradient_product, register_criterion, scoring_copy
+from ...surgery.masks import Masks
+from .base import (
+    ScoringInputs,
+    hessian_gradient_product,
+    register_criterion,
+    scoring_copy,
+)
 
 TEMPERATURE = 200.0
 

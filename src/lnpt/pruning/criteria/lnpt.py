@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import PruningError
+from ...features import FeatureAdapter, feature_distance
 from ...models import feature_dim, forward_with_features
-from ...train.features import FeatureAdapter, feature_distance
-from ..masks import Masks
+from ...surgery.masks import Masks
 from .base import ScoringInputs, accumulated_grad, register_criterion, scoring_copy
 
 

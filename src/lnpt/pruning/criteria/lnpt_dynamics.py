@@ -9,8 +9,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..masks import Masks
-from .base import ScoringInputs, hessian_gradient_product, register_criterion, scoring_copy
+from ...surgery.masks import Masks
+from .base import (
+    ScoringInputs,
+    hessian_gradient_product,
+    register_criterion,
+    scoring_copy,
+)
 from .lnpt import feature_map_loss
 
 

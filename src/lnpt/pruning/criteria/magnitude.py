@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..masks import Masks
+from ...surgery.masks import Masks
 from .base import ScoringInputs, register_criterion, scoring_copy
 
 

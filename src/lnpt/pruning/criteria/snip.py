@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import PruningError
-from ..masks import Masks
+from ...surgery.masks import Masks
 from .base import ScoringInputs, accumulated_grad, register_criterion, scoring_copy
 
 

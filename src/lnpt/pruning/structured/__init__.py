@@ -7,12 +7,23 @@ loadable from a weights-only checkpoint.
 """
 from __future__ import annotations
 
+from ...surgery.channels import (
+                       ChannelGraph,
+                       ChannelGroup,
+                       ChannelMember,
+                       channel_counts,
+                       replay,
+)
+from ...surgery.rebuild import EXTRA_KEY, is_structured, rebuild, structured_extra
 from . import feature_map  # noqa: F401  (registers lnpt-fm)
 from .api import prune_channels, structured_needs_teacher, validate_structured_config
-from .criteria import (CHANNEL_CRITERIA, ChannelCriterion, channel_criterion, channel_criterion_names,
-                       register_channel_criterion)
-from .rebuild import EXTRA_KEY, is_structured, rebuild, structured_extra
-from .removal import ChannelGraph, ChannelGroup, ChannelMember, channel_counts, replay
+from .criteria import (
+                       CHANNEL_CRITERIA,
+                       ChannelCriterion,
+                       channel_criterion,
+                       channel_criterion_names,
+                       register_channel_criterion,
+)
 from .report import ChannelStat, StructuredReport
 from .selection import CHANNEL_SCOPES, kept_counts, plan_as_masks, plan_removal
 

@@ -19,12 +19,12 @@ from ...config import PruneConfig, check_choice
 from ...data.views import LabeledSet, UnlabeledView
 from ...errors import PruningError
 from ...models import find_classifier
-from ...models.complexity import count_complexity
+from ...surgery.channels import ChannelGraph, channel_counts
+from ...surgery.complexity import count_complexity
 from ...teachers.base import Teacher, check_compatible
 from ..api import draw_scoring_batches, validate_scoring_settings
 from ..criteria import LabelFn, ScoringInputs
 from .criteria import ChannelCriterion, channel_criterion
-from .removal import ChannelGraph, channel_counts
 from .report import ChannelStat, StructuredReport
 from .selection import CHANNEL_SCOPES, global_ratio_for_macs, plan_removal
 

@@ -24,9 +24,9 @@ from torch import nn
 
 from ...errors import PruningError
 from ...registry import Registry
+from ...surgery.channels import ChannelGroup
 from ..criteria import CRITERIA, CriterionSpec, ScoringInputs
 from ..criteria.base import Needs
-from .removal import ChannelGroup
 
 
 class ChannelScoreFn(Protocol):

@@ -20,11 +20,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ...surgery.channels import ChannelGroup
 from ..criteria import ScoringInputs
 from ..criteria.base import scoring_copy
 from ..criteria.lnpt import feature_map_loss
 from .criteria import aggregate, register_channel_criterion
-from .removal import ChannelGroup
 
 
 def _hooked(groups: Sequence[ChannelGroup]) -> list[str]:

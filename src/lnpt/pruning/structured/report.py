@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...models.complexity import MAC_LABEL, Complexity
-from .removal import History
+from ...surgery.channels import History
+from ...surgery.complexity import MAC_LABEL, Complexity
 
 
 @dataclass(frozen=True)

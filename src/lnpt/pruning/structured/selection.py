@@ -12,13 +12,12 @@ import math
 from typing import Callable, Mapping, Sequence
 
 import torch
-
 from torch import nn
 
 from ...errors import PruningError
-from ..masks import Masks
+from ...surgery.channels import ChannelGroup
+from ...surgery.masks import Masks
 from ..selection import keep_count
-from .removal import ChannelGroup
 
 CHANNEL_SCOPES = ("layer", "global")
 

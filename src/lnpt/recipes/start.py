@@ -13,12 +13,12 @@ from pathlib import Path
 
 from torch import nn
 
-from .checkpoint import Checkpoint, load_checkpoint
-from .config import RunConfig
-from .data.info import DatasetInfo
-from .errors import CheckpointError, ConfigError
-from .models import create_model
-from .pruning.masks import get_masks, remove_masks
+from ..checkpoint import Checkpoint, load_checkpoint
+from ..config import RunConfig
+from ..data.info import DatasetInfo
+from ..errors import CheckpointError, ConfigError
+from ..models import create_model
+from ..surgery.masks import get_masks, remove_masks
 
 SEED_FIELD = "{seed}"
 

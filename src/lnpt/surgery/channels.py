@@ -16,8 +16,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ...errors import PruningError
-from ...models import find_classifier
+from ..errors import PruningError
+from ..models import find_classifier
 
 History = list[list]  # [[root module name, is_out_channel_pruning, [indices]], ...] (JSON-able)
 

@@ -27,11 +27,21 @@ import torch
 
 from ..data.info import DatasetInfo
 from ..errors import LnptError, TeacherMismatchError
-from ..teachers.base import Guidance, TeacherInfo, check_compatible
-from .wire import (FORMATS, JSON, OUTPUT_NAMES, TEACHER_HEADER, TOKEN_ENV, Limits, WireError,
-                   decode, encode, media_type)
+from .base import Guidance, TeacherInfo, check_compatible
+from .wire import (
+    FORMATS,
+    JSON,
+    OUTPUT_NAMES,
+    TEACHER_HEADER,
+    TOKEN_ENV,
+    Limits,
+    WireError,
+    decode,
+    encode,
+    media_type,
+)
 
-log = logging.getLogger("lnpt.serve.client")
+log = logging.getLogger("lnpt.teachers.remote")
 
 
 class TeacherServiceError(LnptError):

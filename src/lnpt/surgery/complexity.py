@@ -1,6 +1,6 @@
 """Parameter and MAC counts, dense and mask-aware, for reports of what pruning saved.
 
-MACs (multiply-accumulates), counted by lnpt.models.complexity: one forward pass of a single
+MACs (multiply-accumulates), counted by lnpt.surgery.complexity: one forward pass of a single
 input through forward hooks on every Conv and Linear layer. Dense MACs count every weight
 at every output position; mask-aware MACs count only unmasked weights (the work a sparse
 kernel would do). Biases, norms, activations and pooling are not counted: they are
@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..pruning.masks import get_masks
+from .masks import get_masks
 
-MAC_LABEL = "MACs (multiply-accumulates), counted by lnpt.models.complexity"
+MAC_LABEL = "MACs (multiply-accumulates), counted by lnpt.surgery.complexity"
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 

@@ -25,17 +25,18 @@ from typing import Any
 
 import torch
 
-from .atomic import write_text
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig, result_settings, saved_settings, settings_differences
-from .data import load_data
-from .errors import ConfigError
-from .models import feature_dim
-from .analysis.metrics import effective_weights
+from ..analysis.metrics import effective_weights
+from ..atomic import write_text
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import RunConfig, result_settings, saved_settings, settings_differences
+from ..data import load_data
+from ..errors import ConfigError
+from ..models import feature_dim
+from ..pruning.student import prune_student, validate
+from ..teachers import check_compatible, load_teacher
+from ..teachers.store import all_outputs
+from ..train import Evaluator, LossContext, create_loss, fit, wants_prefetch
 from .start import build_student, load_start, start_path
-from .teachers import check_compatible, load_teacher
-from .teachers.store import all_outputs
-from .train import Evaluator, LossContext, create_loss, fit, wants_prefetch
 
 SUMMARY = "summary.json"
 
@@ -71,7 +72,6 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
         return json.loads((out / SUMMARY).read_text())
     t0 = time.perf_counter()
     # Everything that can be refused is checked before the run directory is created.
-    from .pruning.student import validate
 
     validate(cfg.prune)
     d = cfg.data
@@ -179,7 +179,6 @@ def _prune(student: torch.nn.Module, cfg: RunConfig, data, teacher) -> tuple[dic
     Returns the report and the checkpoint ``extra`` entries the pruned student needs to be
     rebuilt (for structured pruning: the channel-removal history; else nothing).
     """
-    from .pruning.student import prune_student
 
     labeled = data.train if cfg.prune.label_source == "true" else None
     outcome = prune_student(student, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from ...errors import PruningError
-from .removal import History, channel_counts, replay
+from ..errors import PruningError
+from .channels import History, channel_counts, replay
 
 EXTRA_KEY = "structured"
 FORMAT_VERSION = 1
