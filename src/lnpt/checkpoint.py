@@ -19,8 +19,8 @@ from torch.nn.utils import prune
 from . import __version__
 from .atomic import atomic_path
 from .data.info import DatasetInfo
-from .errors import CheckpointError, PruningError
-from .models import create_model
+from .errors import CheckpointError, ConfigError, PruningError
+from .models import FACTORY_ATTR, create_model
 from .surgery.masks import get_masks, prepare_for_masks
 from .surgery.rebuild import rebuild
 
@@ -37,13 +37,14 @@ class Checkpoint:
     masked: list[str] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    model_args: dict[str, Any] = field(default_factory=dict)  # a user model's factory arguments
 
     def build(self) -> nn.Module:
         """Rebuild the network (masks and removed channels included) and load its weights."""
         try:
             model = create_model(self.model_name, self.dataset.input_shape, self.dataset.num_classes,
-                                 self.width)
-        except (KeyError, ValueError) as exc:  # unknown model name (lists the known), bad width
+                                 self.width, model_args=self.model_args)
+        except (KeyError, ValueError, ConfigError) as exc:  # unknown name, bad width, factory gone
             raise CheckpointError(f"checkpoint describes a model lnpt cannot build: {exc}") from None
         if self.extra.get("structured"):
             # Channel-pruned: replay the recorded cuts so the shapes fit (no pickled modules).
@@ -78,9 +79,11 @@ def _refresh_masked_weights(model: nn.Module) -> None:
 def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, width: float,
                     dataset: DatasetInfo, metrics: dict | None = None, extra: dict | None = None) -> None:
 
+    factory = getattr(model, FACTORY_ATTR, None)  # a user model records how to rebuild it
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lnpt_version": __version__,
-        "model": {"name": model_name, "width": float(width)},
+        "model": {"name": model_name, "width": float(width)} if factory is None else
+                 {"name": factory["reference"], "width": float(width), "args": factory["args"]},
         "dataset": dataset.to_dict(),
         "masked": sorted(get_masks(model)),
         "metrics": metrics or {}, "extra": extra or {},
@@ -124,7 +127,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             model_name=str(payload["model"]["name"]), width=float(payload["model"]["width"]),
             dataset=DatasetInfo.from_dict(payload["dataset"]), state_dict=payload["state_dict"],
             masked=list(payload.get("masked", [])), metrics=dict(payload.get("metrics", {})),
-            extra=dict(payload.get("extra", {})),
+            extra=dict(payload.get("extra", {})), model_args=dict(payload["model"].get("args", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} has an incomplete lnpt header (missing {exc})") from None

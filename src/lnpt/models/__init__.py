@@ -1,10 +1,11 @@
-"""Model zoo. Every model returns logits and exposes penultimate features through
-:func:`forward_with_features` (a hook on its final ``nn.Linear``)."""
+"""Model zoo and user models. Every model returns logits and exposes penultimate features
+through :func:`forward_with_features` (a hook on its final ``nn.Linear``)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from . import lenet, resnet, vgg  # noqa: F401  (registration side effect)
 from .features import (
     classifier_name,
@@ -14,6 +15,7 @@ from .features import (
     tap_features,
 )
 from .registry import MODELS, ModelSpec
+from .user import FACTORY_ATTR, build_user_model, check_feature_contract, is_user_reference
 
 
 def create_model(
@@ -22,11 +24,23 @@ def create_model(
     num_classes: int,
     width: float = 1.0,
     seed: int | None = None,
+    model_args: dict | None = None,
 ) -> nn.Module:
-    """Build a zoo model; ``seed`` makes its initialisation reproducible."""
+    """Build a zoo model, or a user model from a factory reference (``module:function``,
+    ``file.py:function``, ``timm:NAME``; ``model_args`` go to its factory); ``seed`` makes the
+    initialisation reproducible."""
     if width <= 0:
         raise ValueError(f"model width must be > 0, got {width}")
-    builder = MODELS.get(name)
+    if is_user_reference(name):
+        if width != 1.0:
+            raise ConfigError(f"width {width} applies to zoo models only; size a user model "
+                             "through its factory's arguments (model_args)")
+        builder = lambda spec: build_user_model(name, spec.input_shape, spec.num_classes, model_args)  # noqa: E731
+    elif model_args:
+        raise ConfigError(f"model arguments {sorted(model_args)} are for user models; zoo model "
+                         f"{name!r} takes its size from width")
+    else:
+        builder = MODELS.get(name)
     spec = ModelSpec(tuple(int(v) for v in input_shape), int(num_classes), float(width))  # type: ignore[arg-type]
     if seed is None:
         return builder(spec)
@@ -36,6 +50,7 @@ def create_model(
 
 
 __all__ = [
-    "MODELS", "ModelSpec", "create_model", "classifier_name", "feature_dim", "find_classifier",
+    "FACTORY_ATTR", "MODELS", "ModelSpec", "build_user_model", "check_feature_contract",
+    "create_model", "is_user_reference", "classifier_name", "feature_dim", "find_classifier",
     "forward_with_features", "tap_features",
 ]

@@ -1,4 +1,5 @@
-"""Teachers: the guidance interface, in-process and remote implementations, and a cache."""
+"""Teachers: the guidance interface; sources (lnpt checkpoints, TorchScript, ONNX, model
+factories with weights, remote servers) and a cache."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 from ..errors import CheckpointError
 from .base import Guidance, Teacher, TeacherInfo, check_compatible
 from .cache import TeacherCache
+from .formats import FORMATS, TeacherOptions, load_teacher_source
 from .local import LocalTeacher
 from .remote import RemoteTeacher
 
@@ -26,14 +28,18 @@ def shipped_teacher_path(dataset: str) -> Path:
 
 
 def load_teacher(source: str, dataset: str, token: str | None = None, timeout: float = 30.0,
-                 retry_budget: float = 120.0) -> Teacher:
-    """A teacher from a checkpoint path, an ``http(s)://`` server address, or ``"shipped"``."""
+                 retry_budget: float = 120.0, options: TeacherOptions | None = None) -> Teacher:
+    """A teacher from an ``http(s)://`` server address, ``"shipped"``, or any source of
+    :data:`FORMATS`: an lnpt checkpoint, a TorchScript or ONNX file, a model factory reference
+    (``options`` carry its weights, sidecar, ONNX feature tensor)."""
     if source.startswith(("http://", "https://")):
 
         return RemoteTeacher(source, token=token, timeout=timeout, retry_budget=retry_budget)
-    path = shipped_teacher_path(dataset) if source == "shipped" else Path(source)
-    return LocalTeacher.from_checkpoint(str(path))
+    if source == "shipped":
+        return LocalTeacher.from_checkpoint(str(shipped_teacher_path(dataset)))
+    return load_teacher_source(source, options)
 
 
-__all__ = ["Guidance", "LocalTeacher", "Teacher", "TeacherCache", "TeacherInfo",
-           "check_compatible", "load_teacher", "shipped_teacher_path"]
+__all__ = ["FORMATS", "Guidance", "LocalTeacher", "Teacher", "TeacherCache", "TeacherInfo",
+           "TeacherOptions", "check_compatible", "load_teacher", "load_teacher_source",
+           "shipped_teacher_path"]
