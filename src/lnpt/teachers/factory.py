@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from safetensors.torch import load_file
 
 from ..errors import CheckpointError
 from ..models import create_model, feature_dim
@@ -30,8 +31,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"teacher weights {path} do not exist")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file  # optional extra "safetensors"
-
             state: Any = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)

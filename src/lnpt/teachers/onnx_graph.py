@@ -45,7 +45,7 @@ def final_layer_input(graph: Any) -> str:
 
 
 def _with_features_output(model: Any, features: str | None, path: Path) -> tuple[bytes, str]:
-    import onnx  # optional extra "deploy"
+    import onnx  # heavy; imported only when an ONNX teacher is loaded
 
     graph = model.graph
     name = features or final_layer_input(graph)
@@ -77,8 +77,8 @@ class OnnxTeacher:
     @classmethod
     def from_file(cls, path: str | Path, sidecar: str | Path | None = None,
                   features: str | None = None) -> "OnnxTeacher":
-        import onnx  # optional extra "deploy"
-        import onnxruntime as ort  # optional extra "deploy"
+        import onnx  # heavy; imported only when an ONNX teacher is loaded
+        import onnxruntime as ort  # likewise (docs/DEPENDENCIES.md, deployment)
 
         path = Path(path)
         if not path.is_file():
