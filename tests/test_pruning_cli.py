@@ -27,19 +27,19 @@ def _leftovers(parent, name):
 def test_prune_writes_student_and_report(digits_teacher_path, tmp_path, capsys):
     out = tmp_path / "pruned"
     assert main(_args(digits_teacher_path, out, "--seed", "3")) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md", "student.pt"]
-    ckpt = load_checkpoint(out / "student.pt")
+    assert sorted(p.name for p in out.iterdir()) == ["prune_report.json", "prune_report.md", "student_init.pt"]
+    ckpt = load_checkpoint(out / "student_init.pt")
     student = ckpt.build()
     masks = get_masks(student)
     assert ckpt.model_name == "lenet5" and ckpt.dataset.name == "digits"
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())
     assert kept == round(0.1 * total)
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "prune_report.json").read_text())
     assert report["criterion"] == "lnpt" and report["kept_weights"] == kept
     assert report["config"]["seed"] == 3 and report["config"]["prune"]["batches"] == 2
     assert {"params_before", "params_after", "macs_before", "macs_after", "seconds", "layers"} <= set(report)
-    assert "MACs" in (out / "report.md").read_text()
+    assert "MACs" in (out / "prune_report.md").read_text()
     # The student holds its initial weights: the same seed rebuilds them wherever the mask keeps them.
     init = create_model("lenet5", ckpt.dataset.input_shape, 10, seed=3).state_dict()
     for name, mask in masks.items():
@@ -95,7 +95,7 @@ def test_existing_output_needs_overwrite(digits_teacher_path, tmp_path, capsys):
     assert main(_args(digits_teacher_path, out)) == 2
     assert "--overwrite" in capsys.readouterr().err and (out / "keep.txt").exists()
     assert main(_args(digits_teacher_path, out, "--overwrite", "--criterion", "magnitude")) == 0
-    assert not (out / "keep.txt").exists() and (out / "student.pt").exists()
+    assert not (out / "keep.txt").exists() and (out / "student_init.pt").exists()
     assert _leftovers(tmp_path, "pruned") == []
 
 
@@ -106,7 +106,7 @@ def test_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for f in fields(PruneConfig):
         assert "--" + f.name.replace("_", "-") in text, f.name
-    for flag in ("--teacher", "--model", "--dataset", "--out", "--seed", "--overwrite", "report.json", "MACs"):
+    for flag in ("--teacher", "--model", "--dataset", "--out", "--seed", "--overwrite", "prune_report.json", "MACs"):
         assert flag in text, flag
 
 

@@ -60,8 +60,8 @@ def test_prune_takes_a_server_address_where_it_takes_a_checkpoint(digits_teacher
         assert main(_prune_args(srv.url, tmp_path / "refused")) == 2
     err = capsys.readouterr().err
     assert "refused the token" in err and len(err.strip().splitlines()) == 1
-    local = load_checkpoint(tmp_path / "local" / "student.pt").state_dict
-    remote = load_checkpoint(tmp_path / "remote" / "student.pt").state_dict
+    local = load_checkpoint(tmp_path / "local" / "student_init.pt").state_dict
+    remote = load_checkpoint(tmp_path / "remote" / "student_init.pt").state_dict
     assert local.keys() == remote.keys()
     assert all(torch.equal(local[k], remote[k]) for k in local)  # same masks, same weights
     assert not (tmp_path / "refused").exists()

@@ -55,12 +55,12 @@ def test_cli_prune_structured(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     code = main(["prune", "--structured", "--channel-ratio", "0.5", "--round-to", "4", "--criterion", "magnitude",
                  "--dataset", "digits", "--model", "resnet20", "--width", "0.5", "--batches", "1", "--out", str(out)])
     assert code == 0
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "prune_report.json").read_text())
     assert report["structured"] and report["config"]["prune"]["round_to"] == 4
     layers = {x["name"]: x for x in report["layers"]}
     assert (layers["conv1"]["out_before"], layers["conv1"]["out_after"]) == (8, 4)
     assert report["params_after"] < report["params_before"] and report["macs_after"] < report["macs_before"]
-    model = load_checkpoint(out / "student.pt").build()
+    model = load_checkpoint(out / "student_init.pt").build()
     assert model.classifier.in_features == 16
     assert "MACs" in capsys.readouterr().out
 

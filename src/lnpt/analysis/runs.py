@@ -1,9 +1,9 @@
 """Reading run directories written by ``lnpt run`` (and each cell of ``lnpt sweep``).
 
-A run directory holds ``config.json`` (the RunConfig as nested sections), ``metrics.jsonl``
-(one record per epoch), ``prune_report.json``, ``summary.json`` and ``final.pt``. Analysis
-only needs the JSON files, so it never imports torch and works on a copy of the folders
-without checkpoints.
+A run directory (:class:`lnpt.run_folder.RunFolder`) holds ``config.json`` (the RunConfig as
+nested sections), ``metrics.jsonl`` (one record per epoch), ``prune_report.json``,
+``summary.json`` and ``final.pt``. Analysis only needs the JSON files, so it never imports
+torch and works on a copy of the folders without checkpoints.
 """
 from __future__ import annotations
 
@@ -14,16 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LnptError
-
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.jsonl"
-PRUNE_REPORT_FILE = "prune_report.json"
-SUMMARY_FILE = "summary.json"
-
-
-class RunDirError(LnptError):
-    """A folder given as a run directory is not one, or holds a file that cannot be read."""
+from ..run_folder import RunDirError, RunFolder, read_json
 
 
 @dataclass
@@ -100,18 +91,6 @@ def prune_layers(report: dict | None) -> dict[str, dict]:
     return out
 
 
-def _read_json(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise RunDirError(f"cannot parse {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise RunDirError(f"{path} must hold a JSON object")
-    return data
-
-
 def read_metrics(path: Path) -> list[dict]:
     """Parse metrics.jsonl. A malformed *last* line (a run killed mid-append) is dropped;
     a malformed line elsewhere is an error naming the file and line."""
@@ -135,14 +114,15 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise RunDirError(f"run directory {path} does not exist")
-    metrics = path / METRICS_FILE
-    if not metrics.is_file():
+    run = RunFolder(path)
+    if not run.is_run:
         hint = ""
-        if any((p / METRICS_FILE).is_file() for p in path.iterdir() if p.is_dir()):
+        if any(RunFolder(p).is_run for p in path.iterdir() if p.is_dir()):
             hint = f"; it holds run directories (a sweep?): pass them instead, e.g. {path}/*"
-        raise RunDirError(f"run directory {path} has no {METRICS_FILE} (is it an `lnpt run` output folder?){hint}")
-    return Run(path=path, config=_read_json(path / CONFIG_FILE) or {}, history=read_metrics(metrics),
-               summary=_read_json(path / SUMMARY_FILE), prune_report=_read_json(path / PRUNE_REPORT_FILE))
+        raise RunDirError(f"run directory {path} has no {RunFolder.METRICS} (is it an `lnpt run` output folder?)"
+                          f"{hint}")
+    return Run(path=path, config=run.saved_config() or {}, history=read_metrics(run.metrics),
+               summary=run.saved_summary(), prune_report=read_json(run.prune_report))
 
 
 def load_runs(paths: list[str | Path], expand_sweeps: bool = False) -> list[Run]:
@@ -152,8 +132,8 @@ def load_runs(paths: list[str | Path], expand_sweeps: bool = False) -> list[Run]
         raise RunDirError("no run directories given")
     dirs: list[Path] = []
     for p in map(Path, paths):
-        cells = sorted(c for c in p.iterdir() if (c / METRICS_FILE).is_file()) \
-            if expand_sweeps and p.is_dir() and not (p / METRICS_FILE).is_file() else []
+        cells = sorted(c for c in p.iterdir() if RunFolder(c).is_run) \
+            if expand_sweeps and p.is_dir() and not RunFolder(p).is_run else []
         dirs += cells or [p]
     return [load_run(p) for p in dirs]
 

@@ -27,6 +27,7 @@ from ..data import load_data
 from ..errors import DatasetNotFoundError
 from ..recipes.pipeline import run_pipeline
 from ..recipes.teacher_training import train_teacher
+from ..run_folder import RunFolder
 
 # The demo's settings; chosen by measurement (docs/BENCHMARKS.md, "Demo").
 DEMO = RunConfig(
@@ -67,7 +68,7 @@ def _config(args: argparse.Namespace, out: Path) -> tuple[RunConfig, str]:
     teacher_dir = out / "digits-teacher"
     train_teacher(ModelConfig("lenet5", 2.0), DataConfig(dataset="digits", batch_size=64),
                   TrainConfig(loss="supervised", epochs=15, lr=0.05), teacher_dir, progress=False)
-    cfg = replace_flat(cfg, {"dataset": "digits", "teacher": str(teacher_dir / "best.pt"),
+    cfg = replace_flat(cfg, {"dataset": "digits", "teacher": str(RunFolder(teacher_dir).teacher_best),
                              "train_subset": None, "test_subset": None, "batch_size": 64,
                              "score_batch_size": 64})
     return cfg, "trained on digits"

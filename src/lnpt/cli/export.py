@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 
 from ..export.api import FORMATS, export_run
+from ..run_folder import ExportFiles, RunFolder
 
 
 def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "export", help="export a trained (or pruned) student to ONNX, TorchScript or safetensors",
-        description="Export the student of RUN_DIR (final.pt, else student.pt / student_init.pt) or of a "
+        description=f"Export the student of RUN_DIR ({RunFolder.FINAL}, else {RunFolder.STUDENT_INIT}) or of a "
                     "checkpoint file. Example: lnpt export runs/resnet20-c0.5 --format onnx safetensors")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder or lnpt checkpoint file")
     p.add_argument("--format", dest="formats", nargs="+", choices=FORMATS, default=["onnx"],
@@ -42,5 +43,5 @@ def _export(args: argparse.Namespace) -> int:
             line += (f", density {art['masked_weight_density']:.2%} of masked weights, "
                      f"{art['compression_vs_dense']:.2f}x smaller than dense")
         print(line)
-    print(f"manifest: {m['out']}/manifest.json")
+    print(f"manifest: {ExportFiles(m['out']).manifest}")
     return 0

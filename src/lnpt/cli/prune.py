@@ -1,8 +1,9 @@
 """``lnpt prune``: prune a freshly initialised student with teacher guidance; no training.
 
-Writes OUT/student.pt (an lnpt checkpoint of the pruned, untrained student: its initial
+Writes OUT/student_init.pt (an lnpt checkpoint of the pruned, untrained student: its initial
 weights and masks or, with ``--structured``, its shrunk layers and the channel-removal history
-it is rebuilt from), OUT/report.json and OUT/report.md. Everything is written into a hidden
+it is rebuilt from), OUT/prune_report.json and OUT/prune_report.md: the names ``lnpt run``
+gives the same files (:class:`lnpt.run_folder.RunFolder`). Everything is written into a hidden
 sibling folder first and renamed into place, so a failed run never leaves OUT half-written.
 """
 from __future__ import annotations
@@ -29,10 +30,11 @@ from ..data import load_data
 from ..errors import ConfigError
 from ..pruning.student import prune_student, teacher_needed, validate
 from ..recipes.start import build_student, load_start
+from ..run_folder import RunFolder
 from ..teachers import load_teacher
 from .options import add_section_args, overrides
 
-OUTPUTS = ("student.pt", "report.json", "report.md")
+OUTPUTS = (RunFolder.STUDENT_INIT, RunFolder.PRUNE_REPORT, RunFolder.PRUNE_REPORT_MD)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,9 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "prune", help="prune a student at initialisation (masked, untrained student + report)",
         description="Score a freshly initialised student with a pruning criterion on unlabeled scoring "
                     "batches (teacher guidance where the criterion needs it), keep the best weights and "
-                    "write OUT/student.pt (initial weights + masks, an lnpt checkpoint), OUT/report.json "
-                    "and OUT/report.md (per-layer kept fraction, sparsity, parameters and MACs before/after, "
-                    "scoring wall time). Example: lnpt prune --teacher teacher.pt --model resnet20 "
+                    f"write OUT/{RunFolder.STUDENT_INIT} (initial weights + masks, an lnpt checkpoint), "
+                    f"OUT/{RunFolder.PRUNE_REPORT} and OUT/{RunFolder.PRUNE_REPORT_MD} (per-layer kept fraction, "
+                    "sparsity, parameters and MACs before/after, scoring wall time), the names `lnpt run` uses. Example: lnpt prune --teacher teacher.pt --model resnet20 "
                     "--dataset fashion-mnist --criterion lnpt --sparsity 0.95 --out runs/prune-lnpt-95")
     add_section_args(p, PruneConfig, title="pruning settings")
     add_section_args(p, ModelConfig, title="student settings")
@@ -84,10 +86,11 @@ def _prune(args: argparse.Namespace) -> int:
                          "teacher": cfg.teacher.teacher if teacher is not None else None, "seed": cfg.seed}
 
     def write(folder: Path) -> None:
-        save_checkpoint(folder / "student.pt", model, cfg.model.model, cfg.model.width, data.info,
+        run = RunFolder(folder)
+        save_checkpoint(run.student_init, model, cfg.model.model, cfg.model.width, data.info,
                         metrics={"sparsity": outcome.sparsity}, extra={"prune": summary, **outcome.extra})
-        (folder / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
-        (folder / "report.md").write_text(outcome.markdown)
+        run.prune_report.write_text(json.dumps(summary, indent=2) + "\n")
+        run.prune_report_md.write_text(outcome.markdown)
 
     write_folder_atomically(out, write)
     print(outcome.markdown)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..config import SECTIONS, RunConfig, load_config_file, replace_flat
 from ..recipes.pipeline import default_run_name, run_pipeline
+from ..run_folder import RunFolder
 from .options import add_section_args, overrides
 
 
@@ -35,6 +36,6 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / default_run_name(cfg)
     summary = run_pipeline(cfg, out, resume=args.resume, progress=not args.no_progress)
-    print((out / "summary.md").read_text())
+    print(RunFolder(out).summary_md.read_text())
     print(f"run directory: {out}")
     return 0 if summary else 1

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..analysis.runs import SUMMARY_FILE
 from ..config import SECTIONS, replace_flat
 from ..errors import ConfigError
 from ..experiments.grid import SweepSpec, load_sweep
 from ..experiments.sweep import run_sweep
+from ..run_folder import RunFolder
 from .options import add_section_args, overrides
 
 
@@ -46,7 +46,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         for cell in cells:
             d = out / cell.name
-            state = "finished" if (d / SUMMARY_FILE).is_file() else "resume" if d.is_dir() else "new"
+            state = "finished" if RunFolder(d).finished else "resume" if d.is_dir() else "new"
             print(f"{state:9s} {cell.name}")
         print(f"{len(cells)} cell(s) in {out}")
         return 0

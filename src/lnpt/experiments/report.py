@@ -19,9 +19,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..analysis.runs import SUMMARY_FILE, Run, load_run, prune_layers
+from ..analysis.runs import Run, load_run, prune_layers
 from ..atomic import write_text
 from ..errors import LnptError
+from ..run_folder import RunFolder
 from .paired import assign_variants, flat_settings, paired_differences, split_label
 from .report_figures import accuracy_vs_sparsity_figure, kept_fraction_figure
 from .report_tables import render_markdown
@@ -82,12 +83,12 @@ def collect(sweep_dirs: str | Path | Iterable[str | Path]) -> tuple[list[dict], 
         if not sweep_dir.is_dir():
             raise LnptError(f"sweep directory {sweep_dir} does not exist")
         for d in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if (d / SUMMARY_FILE).is_file():
+            if RunFolder(d).finished:
                 rows.append(cell_row(load_run(d)))
-            elif (d / "config.json").is_file() or (d / "metrics.jsonl").is_file():
+            elif RunFolder(d).started:
                 incomplete.append(d.name if len(dirs) == 1 else f"{sweep_dir.name}/{d.name}")
     if not rows:
-        raise LnptError(f"no finished cells (folders with {SUMMARY_FILE}) in {', '.join(map(str, dirs))}; "
+        raise LnptError(f"no finished cells (folders with {RunFolder.SUMMARY}) in {', '.join(map(str, dirs))}; "
                         "run `lnpt sweep` first")
     assign_variants(rows)
     return _unique(rows), incomplete

@@ -25,10 +25,10 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from ..analysis.runs import CONFIG_FILE, SUMMARY_FILE
 from ..atomic import write_text
 from ..config import RunConfig, settings_differences
 from ..recipes.pipeline import run_pipeline
+from ..run_folder import RunDirError, RunFolder
 from .grid import Cell, SweepSpec
 
 FAILURES_FILE = "failures.json"
@@ -78,9 +78,9 @@ def _run_cell(runner: Runner, name: str, cfg: RunConfig, out: Path, resume: bool
     except Exception as exc:  # noqa: BLE001  (a cell's failure must not stop the sweep)
         return CellOutcome(name, "failed", time.perf_counter() - t0, error=f"{type(exc).__name__}: {exc}",
                            traceback=traceback.format_exc())
-    if not (out / SUMMARY_FILE).is_file():
+    if not RunFolder(out).finished:
         return CellOutcome(name, "failed", time.perf_counter() - t0,
-                           error=f"the runner returned without writing {out / SUMMARY_FILE}")
+                           error=f"the runner returned without writing {RunFolder(out).summary}")
     return CellOutcome(name, "done", time.perf_counter() - t0, summary=dict(summary or {}))
 
 
@@ -88,12 +88,11 @@ def _config_mismatch(cell: Cell, cell_dir: Path) -> str | None:
     """A finished or partial cell folder written under other settings must not be mistaken for
     this cell (e.g. after the base of the sweep file changed): name the first differing key.
     Operational settings (teacher store, timeouts, prefetch) may differ."""
-    path = cell_dir / CONFIG_FILE
-    if not path.is_file():
-        return None
     try:
-        saved = json.loads(path.read_text())
-    except ValueError:
+        saved = RunFolder(cell_dir).saved_config()
+    except RunDirError:
+        return None
+    if saved is None:
         return None
     changed = settings_differences(saved, cell.config)
     if not changed:
@@ -151,7 +150,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, jobs: int = 1, runner: Run
                             "move it away or use another sweep folder")
             failures.record(o)
             outcomes.append(o)
-        elif (cell_dir / SUMMARY_FILE).is_file():
+        elif RunFolder(cell_dir).finished:
             outcomes.append(CellOutcome(cell.name, "skipped"))
             failures.clear(cell.name)
         else:

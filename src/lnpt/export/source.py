@@ -17,22 +17,22 @@ from torch import nn
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import CheckpointError
 from ..models import create_model
+from ..run_folder import RunFolder
 from ..surgery.masks import Masks, get_masks, remove_masks
-
-# In a run folder, prefer the trained student; a `lnpt prune` folder has only the untrained one.
-CANDIDATES = ("final.pt", "student.pt", "student_init.pt", "best.pt")
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or the first of :data:`CANDIDATES` inside a run folder."""
+    """A checkpoint file, or the first of :meth:`RunFolder.checkpoint_candidates` inside a run
+    folder: the trained student if there is one (a `lnpt prune` folder has only the untrained one)."""
     path = Path(path)
     if path.is_file():
         return path
     if path.is_dir():
-        for name in CANDIDATES:
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"{path} holds no checkpoint (looked for {', '.join(CANDIDATES)})")
+        candidates = RunFolder(path).checkpoint_candidates()
+        for file in candidates:
+            if file.is_file():
+                return file
+        raise CheckpointError(f"{path} holds no checkpoint (looked for {', '.join(f.name for f in candidates)})")
     raise CheckpointError(f"{path} does not exist")
 
 

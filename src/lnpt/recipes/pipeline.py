@@ -5,14 +5,8 @@ and pruned then: early pruning, measured against pruning at initialisation in do
 ``--init-from CKPT`` it starts from a trained dense network: train, prune, fine-tune.)
 
 Data flows one way: config -> data + student + teacher -> criterion scores -> masks -> masked
-student -> trainer (+ teacher guidance) -> run directory. A run directory holds:
-
-- ``config.json``       the full RunConfig used (secrets such as the teacher token redacted)
-- ``student_init.pt``   the masked, untrained student (initial weights and masks)
-- ``prune_report.json`` / ``prune_report.md``  per-layer kept fractions, params, MACs, time
-- ``metrics.jsonl``     one record per epoch; ``train_state.pt`` the resumable state
-- ``final.pt``          the trained student (an lnpt checkpoint)
-- ``summary.json`` / ``summary.md``  written last: its presence means the run finished
+student -> trainer (+ teacher guidance) -> run directory. :class:`lnpt.run_folder.RunFolder`
+names what a run directory holds; ``summary.json``, written last, means the run finished.
 """
 from __future__ import annotations
 
@@ -33,12 +27,11 @@ from ..data import load_data
 from ..errors import ConfigError
 from ..models import feature_dim
 from ..pruning.student import prune_student, validate
+from ..run_folder import RunFolder
 from ..teachers import check_compatible, load_teacher
 from ..teachers.store import all_outputs
 from ..train import Evaluator, LossContext, create_loss, fit, wants_prefetch
 from .start import build_student, load_start, start_path
-
-SUMMARY = "summary.json"
 
 
 def fingerprint(cfg: RunConfig) -> str:
@@ -60,16 +53,16 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     stopped (the pruned student is reloaded, not re-scored); a finished run is returned as is.
     """
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise ConfigError(f"run directory {out} already exists and is not empty; pass --resume to "
-                          "continue it or choose another --out")
-    if resume and (out / "config.json").is_file():
-        changed = settings_differences(json.loads((out / "config.json").read_text()), cfg)
+    run = RunFolder(out)
+    run.check_claimable(resume)
+    saved = run.saved_config() if resume else None
+    if saved is not None:
+        changed = settings_differences(saved, cfg)
         if changed:
             raise ConfigError(f"cannot resume {out}: it was run with a different configuration "
                               f"(settings differing: {', '.join(changed)})")
-    if resume and (out / SUMMARY).is_file():
-        return json.loads((out / SUMMARY).read_text())
+    if resume and run.finished:
+        return run.saved_summary()  # type: ignore[return-value]  # finished: the summary exists
     t0 = time.perf_counter()
     # Everything that can be refused is checked before the run directory is created.
 
@@ -79,27 +72,28 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     teacher = load_teacher(cfg.teacher.teacher, d.dataset, token=cfg.teacher.teacher_token,
                            timeout=cfg.teacher.teacher_timeout, retry_budget=cfg.teacher.teacher_retry_budget)
     check_compatible(teacher.info, data.info)
-    init_path = out / "student_init.pt"
-    pruned_before = resume and init_path.is_file() and (out / "prune_report.json").is_file()
+    init_path = run.student_init
+    pruned_before = resume and init_path.is_file() and run.prune_report.is_file()
     start = None if pruned_before else load_start(cfg, data.info)  # a resumed run no longer needs it
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.json", json.dumps(saved_settings(cfg), indent=2))
+    run.claim(resume)
+    write_text(run.config, json.dumps(saved_settings(cfg), indent=2))
 
     if pruned_before:
         init_ckpt = load_checkpoint(init_path)
         student = init_ckpt.build()
         shapes = {k: v for k, v in init_ckpt.extra.items() if k != "fingerprint"}
-        report = json.loads((out / "prune_report.json").read_text())
+        report = json.loads(run.prune_report.read_text())
     else:
         torch.manual_seed(cfg.seed)
         student = build_student(cfg, data.info, start)
         dense_seconds = _train_before_pruning(student, cfg, data, teacher, progress)
-        report, shapes = _prune(student, cfg, data, teacher)
+        report, shapes, markdown = _prune(student, cfg, data, teacher)
         if cfg.prune.prune_after_epochs:
             report["trained_before_pruning"] = {"epochs": cfg.prune.prune_after_epochs, "seconds": dense_seconds}
         save_checkpoint(init_path, student, cfg.model.model, cfg.model.width, data.info,
                         extra={"fingerprint": fingerprint(cfg), **shapes})
-        write_text(out / "prune_report.json", json.dumps(report, indent=2))
+        write_text(run.prune_report, json.dumps(report, indent=2))
+        write_text(run.prune_report_md, markdown)
     init_weights = effective_weights(student)
 
     loss = create_loss(cfg.train, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed))
@@ -125,10 +119,10 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
         "train_seconds": sum(r.get("epoch_seconds", 0.0) for r in result.history),
         "seconds": time.perf_counter() - t0, "fingerprint": fingerprint(cfg),
     }
-    save_checkpoint(out / "final.pt", student, cfg.model.model, cfg.model.width, data.info,
+    save_checkpoint(run.final, student, cfg.model.model, cfg.model.width, data.info,
                     metrics={"test_acc": summary["final_acc"]}, extra={"fingerprint": fingerprint(cfg), **shapes})
-    write_text(out / "summary.md", summary_markdown(summary))
-    write_text(out / SUMMARY, json.dumps(summary, indent=2))
+    write_text(run.summary_md, summary_markdown(summary))
+    write_text(run.summary, json.dumps(summary, indent=2))
     return summary
 
 
@@ -173,16 +167,17 @@ def _train_before_pruning(student: torch.nn.Module, cfg: RunConfig, data, teache
     return time.perf_counter() - start
 
 
-def _prune(student: torch.nn.Module, cfg: RunConfig, data, teacher) -> tuple[dict, dict]:
+def _prune(student: torch.nn.Module, cfg: RunConfig, data, teacher) -> tuple[dict, dict, str]:
     """Apply the configured criterion; sparsity 0 keeps the student dense.
 
-    Returns the report and the checkpoint ``extra`` entries the pruned student needs to be
-    rebuilt (for structured pruning: the channel-removal history; else nothing).
+    Returns the report, the checkpoint ``extra`` entries the pruned student needs to be
+    rebuilt (for structured pruning: the channel-removal history; else nothing) and the
+    report as markdown.
     """
 
     labeled = data.train if cfg.prune.label_source == "true" else None
     outcome = prune_student(student, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
-    return outcome.report, outcome.extra
+    return outcome.report, outcome.extra, outcome.markdown
 
 
 def summary_markdown(s: dict) -> str:

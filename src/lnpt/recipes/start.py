@@ -18,6 +18,7 @@ from ..config import RunConfig
 from ..data.info import DatasetInfo
 from ..errors import CheckpointError, ConfigError
 from ..models import create_model
+from ..run_folder import RunFolder
 from ..surgery.masks import get_masks, remove_masks
 
 SEED_FIELD = "{seed}"
@@ -37,7 +38,7 @@ def load_start(cfg: RunConfig, info: DatasetInfo) -> Checkpoint | None:
     if path is None:
         return None
     if Path(path).is_dir():  # a run directory: its trained student
-        path = str(Path(path) / "final.pt")
+        path = str(RunFolder(path).final)
     try:
         ckpt = load_checkpoint(path)
     except CheckpointError as exc:

@@ -10,6 +10,7 @@ from ..checkpoint import save_checkpoint
 from ..config import DataConfig, ModelConfig, TrainConfig, to_dict
 from ..data import load_data
 from ..models import create_model
+from ..run_folder import RunFolder
 from ..train.evaluate import accuracy
 from ..train.loop import fit
 from ..train.losses import Supervised
@@ -34,11 +35,11 @@ def train_teacher(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: Train
 
     def on_epoch(record: dict) -> None:
         metrics = {k: record[k] for k in ("epoch", "val_acc", "test_acc") if k in record}
-        save_checkpoint(out / "last.pt", model, model_cfg.model, model_cfg.width, data.info,
+        save_checkpoint(RunFolder(out).teacher_last, model, model_cfg.model, model_cfg.width, data.info,
                         metrics, {"settings": settings})
         if record.get("val_acc", -1) > best["val_acc"]:
             best.update(metrics)
-            save_checkpoint(out / "best.pt", model, model_cfg.model, model_cfg.width, data.info,
+            save_checkpoint(RunFolder(out).teacher_best, model, model_cfg.model, model_cfg.width, data.info,
                             metrics, {"settings": settings})
 
     result = fit(model, Supervised(), data.train, train_cfg, batch_size=data_cfg.batch_size,

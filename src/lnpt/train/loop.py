@@ -25,12 +25,13 @@ from ..config import TrainConfig
 from ..data.views import LabeledSet, UnlabeledView
 from ..errors import TrainingError
 from ..models import forward_with_features
+from ..run_folder import RunFolder
 from ..teachers.base import Guidance, Teacher
 from ..teachers.cache import TeacherCache
 from .losses import Batch, TrainLoss
 
-STATE_FILE = "train_state.pt"
-LOG_FILE = "metrics.jsonl"
+STATE_FILE = RunFolder.TRAIN_STATE
+LOG_FILE = RunFolder.METRICS
 
 
 @dataclass
