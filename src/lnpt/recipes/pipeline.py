@@ -56,13 +56,13 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     run = RunFolder(out)
     run.check_claimable(resume)
     saved = run.saved_config() if resume else None
-    if saved is not None:
-        changed = settings_differences(saved, cfg)
-        if changed:
-            raise ConfigError(f"cannot resume {out}: it was run with a different configuration "
-                              f"(settings differing: {', '.join(changed)})")
-    if resume and run.finished:
-        return run.saved_summary()  # type: ignore[return-value]  # finished: the summary exists
+    changed = settings_differences(saved, cfg) if saved is not None else []
+    if changed:
+        raise ConfigError(f"cannot resume {out}: it was run with a different configuration "
+                          f"(settings differing: {', '.join(changed)})")
+    finished = run.saved_summary() if resume else None
+    if finished is not None:
+        return finished
     t0 = time.perf_counter()
     # Everything that can be refused is checked before the run directory is created.
 
