@@ -20,7 +20,8 @@ from .base import Guidance, Teacher
 
 def all_outputs(teacher: Teacher, view: UnlabeledView, store: str | Path | None = None,
                 batch_size: int = 500) -> Guidance:
-    """Teacher logits and features for every sample of ``view``, in index order."""
+    """Teacher logits and features for every sample of ``view``, in index order (NaN rows for
+    samples a streamed view skipped as unreadable; they are never yielded, so never used)."""
     identity = getattr(teacher, "identity", None)
     path = None
     if store is not None and identity:
@@ -33,13 +34,23 @@ def all_outputs(teacher: Teacher, view: UnlabeledView, store: str | Path | None 
                     return Guidance(saved["logits"], saved["features"])
             except Exception:  # a damaged entry is recomputed, never trusted
                 pass
-    logits, features = [], []
-    for _, x in view.batches(batch_size):
+    ids, logits, features = [], [], []
+    for index, x in view.batches(batch_size):
         g = teacher.guide(x)
+        ids.append(index)
         logits.append(g.logits)
         features.append(g.features)
     out = Guidance(torch.cat(logits), torch.cat(features))
+    if out.logits.shape[0] != len(view):  # a streamed view skipped unreadable files: NaN rows
+        out = Guidance(_scatter(out.logits, torch.cat(ids), len(view)),
+                       _scatter(out.features, torch.cat(ids), len(view)))
     if path is not None:
         with atomic_path(path) as tmp:
             torch.save({"logits": out.logits, "features": out.features}, tmp)
+    return out
+
+
+def _scatter(rows: torch.Tensor, ids: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.full((n, rows.shape[1]), float("nan"), dtype=rows.dtype)
+    out[ids] = rows
     return out
