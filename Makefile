@@ -1,5 +1,6 @@
 # The two set-up commands of the README: `make demo` (main job) and `make test` (tests).
-# Both create .venv, install lnpt into it, and need no network beyond the package registries.
+# Both create .venv, install lnpt with every extra and the test tools into it ('.[all,test]';
+# docs/DEPENDENCIES.md), and need no network beyond the package registries.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[all,test]'
 
 # Fashion-MNIST from Debian's package when apt-get is available (else lnpt downloads it,
 # or falls back to the bundled digits set when nothing can be had).

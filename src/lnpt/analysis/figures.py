@@ -2,19 +2,23 @@
 
 Built on ``matplotlib.figure.Figure`` directly (no ``pyplot``): no global figure state, no
 GUI backend, safe in worker processes and on headless machines. Every figure is written as
-PNG (for the markdown report) and SVG (for papers), each atomically.
+PNG (for the markdown report) and SVG (for papers), each atomically. matplotlib is the
+``plots`` extra: it is imported when the first figure is drawn, never by importing this module.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from ..atomic import atomic_path
+from ..extras import require
 from .correlate import pearson, spearman
 from .runs import Run, run_labels
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FORMATS = ("png", "svg")
 GAP_LABEL = "learning gap G\n(τ²·KL(T‖S), nats)"
@@ -26,6 +30,12 @@ AXIS_LABELS = {"gap": GAP_LABEL, "gap_raw": GAP_RAW_LABEL, "weight_distance": WD
                "weight_distance_rel": WD_REL_LABEL, "test_acc": ACC_LABEL,
                "teacher_agreement": "agreement with the teacher (%)"}
 PERCENT_KEYS = {"test_acc", "teacher_agreement", "train_acc"}
+
+
+def new_figure(**kwargs: Any) -> Figure:
+    """A ``matplotlib.figure.Figure`` (no pyplot state); a one-line error names the ``plots``
+    extra when matplotlib is not installed."""
+    return require("matplotlib.figure", "drawing figures").Figure(**kwargs)
 
 
 def save_figure(fig: Figure, out_dir: Path, stem: str, formats: Sequence[str] = FORMATS) -> list[Path]:
@@ -41,8 +51,7 @@ def save_figure(fig: Figure, out_dir: Path, stem: str, formats: Sequence[str] = 
 
 def colors(n: int) -> list:
     """Distinct colours: tab10 up to 10 series, then evenly spaced viridis."""
-    from matplotlib import colormaps
-
+    colormaps = require("matplotlib", "drawing figures").colormaps
     if n <= 10:
         return [colormaps["tab10"](i) for i in range(n)]
     return [colormaps["viridis"](v) for v in np.linspace(0.0, 0.95, n)]
@@ -59,7 +68,7 @@ def weight_escape_figure(runs: list[Run], out_dir: Path, stem: str = "weight_esc
     shared x-axis, every run overlaid: if W keeps climbing after accuracy flattens while G
     flattens with it, the weights "escape" along directions that do not change the function."""
     labels = run_labels(runs)
-    fig = Figure(figsize=(7.5, 2.3 * len(panels) + 0.6), layout="constrained")
+    fig = new_figure(figsize=(7.5, 2.3 * len(panels) + 0.6), layout="constrained")
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     palette = colors(len(runs))
     for ax, key in zip(axes, panels):
@@ -109,7 +118,7 @@ def gap_scatter_figure(runs: list[Run], out_dir: Path, stem: str = "gap_vs_accur
     group_key = "criterion" if len({str(r.setting("criterion")) for r in runs}) > 1 else None
     groups = sorted({str(r.setting(group_key)) for r in runs}) if group_key else ["run"]
     palette = dict(zip(groups, colors(len(groups))))
-    fig = Figure(figsize=(5.0 * len(metrics), 4.2), layout="constrained")
+    fig = new_figure(figsize=(5.0 * len(metrics), 4.2), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     acc = np.array([r.final("test_acc") * 100.0 for r in runs])
     for ax, key in zip(axes, metrics):

@@ -1,5 +1,6 @@
 """The ``lnpt`` command. Each subcommand lives in its own module with ``register(subparsers)``;
-errors from the library (``LnptError``) are printed as one line, without a traceback."""
+errors from the library (``LnptError``) are printed as one line, without a traceback, and so is
+a missing optional extra (:mod:`lnpt.extras`)."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,7 @@ import sys
 
 from .. import __version__
 from ..errors import LnptError
+from ..extras import missing_extra
 from ..registry import UnknownNameError
 
 # One line per subcommand module; a new command is a new module plus one entry here.
@@ -38,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (LnptError, UnknownNameError) as exc:
         print(f"lnpt {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a package of an extra reached without require()
+        error = missing_extra(exc)
+        if error is None:
+            raise
+        print(f"lnpt {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

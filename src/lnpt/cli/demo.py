@@ -25,6 +25,7 @@ from ..config import (
 )
 from ..data import load_data
 from ..errors import DatasetNotFoundError
+from ..extras import MissingExtraError, require
 from ..recipes.pipeline import run_pipeline
 from ..recipes.teacher_training import train_teacher
 from ..run_folder import RunFolder
@@ -63,6 +64,10 @@ def _config(args: argparse.Namespace, out: Path) -> tuple[RunConfig, str]:
         load_data(cfg.data.dataset, cfg.data.data_dir)
         return cfg, "shipped"
     except DatasetNotFoundError as exc:
+        try:
+            require("sklearn.datasets", "the demo's fallback (scikit-learn's bundled digits)")
+        except MissingExtraError as missing:
+            raise DatasetNotFoundError(f"{exc}; {missing}") from None
         print(f"note: {exc}\nnote: running the demo on scikit-learn's bundled digits instead.", file=sys.stderr)
 
     teacher_dir = out / "digits-teacher"

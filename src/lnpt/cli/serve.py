@@ -10,6 +10,7 @@ import os
 import torch
 
 from ..errors import ConfigError
+from ..extras import require
 from ..teachers import LocalTeacher, shipped_teacher_path
 from ..teachers.wire import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, TOKEN_ENV
 
@@ -42,6 +43,8 @@ def register(tsub: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    for package in ("fastapi", "uvicorn"):
+        require(package, "serving a teacher")
     from ..serve.logs import (  # the serve extra (FastAPI, uvicorn)
         SERVER_LOGGER,
         log_config,

@@ -1,19 +1,18 @@
-"""scikit-learn's bundled 8x8 digits: the dataset that always works offline."""
+"""scikit-learn's bundled 8x8 digits: the dataset that works offline (the ``digits`` extra)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
+from ..extras import require
 from .info import DatasetInfo, RawData
 from .registry import DATASETS
 
 
 @DATASETS.register("digits")
 def digits(data_dir: Path | None) -> RawData:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
+    bunch = require("sklearn.datasets", "the digits dataset").load_digits()
     images = torch.from_numpy((bunch.images * (255.0 / 16.0)).round().astype("uint8")).unsqueeze(1)
     labels = torch.from_numpy(bunch.target.astype("int64"))
     # A fixed, stratification-free 80/20 train/test cut (the set ships without one).

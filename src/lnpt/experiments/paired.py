@@ -18,10 +18,10 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ..analysis.runs import flatten_config
 from ..config import OPERATIONAL, RunConfig, result_settings
+from ..extras import require
 
 #: Settings that define a report group by themselves (never part of a variant label).
 BASE_KEYS = ("model", "criterion", "sparsity", "loss", "seed")
@@ -61,6 +61,7 @@ def assign_variants(rows: list[dict]) -> None:
 def _t_interval(diffs: np.ndarray) -> tuple[float, float]:
     if len(diffs) < 2:
         return float("nan"), float("nan")
+    stats = require("scipy.stats", "the paired intervals of lnpt report --against")
     half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / math.sqrt(len(diffs))
     return float(diffs.mean() - half), float(diffs.mean() + half)
 

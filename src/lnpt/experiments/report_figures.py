@@ -9,9 +9,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from ..analysis.figures import colors, save_figure
+from ..analysis.figures import colors, new_figure, save_figure
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -38,7 +37,7 @@ def accuracy_vs_sparsity_figure(groups: list[dict], out_dir: Path, stem: str = "
     criteria = _criteria(groups)
     palette = dict(zip(criteria, colors(len(criteria))))
     rows, cols = _grid(len(panels))
-    fig = Figure(figsize=(4.6 * cols, 3.6 * rows), layout="constrained")
+    fig = new_figure(figsize=(4.6 * cols, 3.6 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, (model, loss) in zip(axes, panels):
         for crit in criteria:
@@ -75,7 +74,7 @@ def kept_fraction_figure(rows: list[dict], out_dir: Path, stem: str = "kept_frac
     criteria = _criteria(rows)
     palette = dict(zip(criteria, colors(len(criteria))))
     n_rows, cols = _grid(len(panels))
-    fig = Figure(figsize=(5.2 * cols, 4.0 * n_rows), layout="constrained")
+    fig = new_figure(figsize=(5.2 * cols, 4.0 * n_rows), layout="constrained")
     axes = fig.subplots(n_rows, cols, squeeze=False).ravel()
     for ax, (model, sparsity) in zip(axes, panels):
         members = [r for r in rows if (str(r["model"]), r["sparsity"]) == (model, sparsity)]

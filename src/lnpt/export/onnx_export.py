@@ -20,6 +20,7 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..errors import LnptError
+from ..extras import require
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
@@ -44,6 +45,8 @@ def _quiet() -> Iterator[None]:
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Path, opset: int | None = None) -> Path:
     """Write ``model`` (eval mode, masks folded) as ONNX with a dynamic batch dimension."""
+    for package in ("onnx", "onnxscript"):  # torch's exporter imports them as it goes
+        require(package, "ONNX export")
     path = Path(path)
     x = torch.zeros((2, *input_shape))
     kwargs = {"opset_version": opset} if opset else {}
@@ -55,7 +58,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Path
             with atomic_path(path) as tmp:
                 program.save(str(tmp))
     except ImportError as exc:
-        raise ExportError(f"ONNX export needs onnx and onnxscript installed ({exc})") from None
+        raise ExportError(f"ONNX export needs onnx and onnxscript ({exc}): pip install 'lnpt[deploy]'") from None
     except Exception as exc:  # noqa: BLE001  the exporter raises many types
         if isinstance(exc, ExportError):
             raise
@@ -67,8 +70,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Path
 def ort_session(path: str | Path, threads: int = 1, profile_prefix: str | None = None):
     """An ONNX Runtime CPU session with a fixed thread count (latency must not depend on load);
     with ``profile_prefix``, ONNX Runtime's profiler records every node (:mod:`.profile`)."""
-    import onnxruntime as ort
-
+    ort = require("onnxruntime", "ONNX Runtime")
     opts = ort.SessionOptions()
     if profile_prefix:
         opts.enable_profiling = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..extras import require
 from ..teachers.remote import (
     RemoteTeacher,
     TeacherAuthError,
@@ -21,6 +22,7 @@ _SERVER = ("create_app", "run_server", "teacher_fingerprint")
 
 def __getattr__(name: str) -> Any:
     if name in _SERVER:
+        require("fastapi", "the teacher server")
         # FastAPI is the serve extra: the server module loads only when it is asked for.
         from . import server
 

@@ -18,6 +18,8 @@ from typing import IO
 
 import httpx
 
+from ..extras import require
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -53,8 +55,7 @@ class ServerThread:
     """
 
     def __init__(self, app: object, port: int = 0, ready_timeout: float = 15.0) -> None:
-        import uvicorn
-
+        uvicorn = require("uvicorn", "a teacher server thread")
         # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections: with proto 0
         # it does not, and Nagle + delayed ACKs add ~40 ms to every response.
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
