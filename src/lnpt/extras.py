@@ -27,6 +27,8 @@ EXTRA_OF: dict[str, str] = {
     "matplotlib": "plots",
     "scipy": "plots",
     "sklearn": "digits",
+    "timm": "timm",  # models by name (lnpt.models.user); not part of `all`
+    "torchvision": "torchvision",
 }
 
 
