@@ -21,6 +21,7 @@ import numpy as np
 
 from ..atomic import write_text
 from .correlate import METHODS, Correlation, correlate
+from .escape import escape_markdown, escape_table
 from .figures import gap_scatter_figure, weight_escape_figure
 from .runs import Run, run_labels
 
@@ -70,6 +71,7 @@ def gap_analysis(runs: list[Run], early_epoch: int = 1) -> dict:
         "runs": [{"run": str(r.path), "label": lab, "epochs": len(r.history),
                   "along_training": along_training(r)} for r, lab in zip(runs, labels)],
         "across_runs": across_runs(runs, early_epoch),
+        "escape": escape_table(runs, labels),
     }
 
 
@@ -122,6 +124,11 @@ def render_markdown(result: dict) -> str:
     for r in result["runs"]:
         lines += [f"### {r['label']}", "", f"`{r['run']}` — {r['epochs']} epoch(s)", "", header]
         lines += [_corr_rows(m, c) for m, c in r["along_training"].items()] + [""]
+    lines += ["## Weight escape (per run)", "",
+              "Plateau: the first epoch after which test accuracy never beats its best so far by more "
+              "than half a point (at least 5 epochs follow). W keeps growing: it rose on most plateau "
+              "epochs and by more than 2% overall. Spearman over all epochs; Kendall over the plateau "
+              "epochs only.", "", escape_markdown(result["escape"]), ""]
     across = result["across_runs"]
     lines += ["## Across runs (final test accuracy)", ""]
     for when, title in (("final", "final metric"), ("early", f"metric after epoch {across['early_epoch']}")):
