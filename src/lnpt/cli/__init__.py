@@ -13,7 +13,7 @@ from ..extras import missing_extra
 from ..registry import UnknownNameError
 
 # One line per subcommand module; a new command is a new module plus one entry here.
-COMMANDS = ["teacher", "prune", "run", "demo", "listing", "gap", "sweep", "report", "export", "bench_latency"]
+COMMANDS = ["teacher", "prune", "run", "demo", "listing", "gap", "sweep", "report", "export", "bench_latency", "plan"]
 
 
 def build_parser() -> argparse.ArgumentParser:
