@@ -11,9 +11,10 @@ from torch import nn
 
 from lnpt.config import PruneConfig
 from lnpt.models import create_model, feature_dim
-from lnpt.pruning import apply_masks, get_masks
+from lnpt.pruning import apply_masks, get_masks, prunable_names, prune_at_init
 from lnpt.pruning.criteria import CRITERIA, ScoringInputs
 from lnpt.pruning.criteria.grasp import TEMPERATURE
+from lnpt.pruning.selection import density_schedule, keep_count
 from lnpt.teachers.base import Guidance
 
 W1 = [[1.0, -2.0], [0.5, 3.0]]
@@ -252,3 +253,143 @@ def test_fitted_score_adapter_ignores_the_order_of_the_teachers_features(criteri
 
     assert max(change("auto", k) for k in masks) > 1e-2
     assert max(change("fit", k) for k in masks) < 1e-4
+
+
+def _plain_synflow(model: nn.Module, masks: dict[str, torch.Tensor], input_shape, dtype=torch.float32):
+    """SynFlow written plainly on a deep copy: masks in, every state_dict entry absolute, eval
+    mode, backward of the summed output for an all-ones input, |theta * grad|."""
+    work = copy.deepcopy(model).to(dtype).eval()
+    with torch.no_grad():
+        for n, m in masks.items():
+            work.get_parameter(n).mul_(m.to(dtype))
+        for t in work.state_dict().values():
+            if t.is_floating_point():
+                t.abs_()
+    work(torch.ones((1, *input_shape), dtype=dtype)).sum().backward()
+    return {n: (work.get_parameter(n).grad * work.get_parameter(n)).detach().abs() for n in masks}
+
+
+def _synflow_case(seed: int = 0):
+    model = create_model("resnet20", (1, 8, 8), 10, width=0.25, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    names = [n for n, p in model.named_parameters() if p.dim() > 1]
+    masks = {n: (torch.rand(model.get_parameter(n).shape, generator=g) > 0.3).float() for n in names[1:-1]}
+    return model, masks
+
+
+def test_synflow_scores_equal_a_plain_implementation_bit_for_bit():
+    model, masks = _synflow_case()
+    inputs = ScoringInputs((), None, None, (1, 8, 8), PruneConfig(), torch.Generator())
+    scores = CRITERIA.get("synflow").score(model, masks, inputs)
+    expected = _plain_synflow(model, masks, (1, 8, 8))
+    assert set(scores) == set(masks)
+    for n in masks:
+        assert scores[n].dtype == torch.float32 and torch.equal(scores[n], expected[n]), n
+
+
+def test_synflow_leaves_a_plain_model_untouched_without_copying_it():
+    """No hooks, so the fast path: same Parameter objects, values, version counters (nothing
+    written in place), grads, requires_grad and each module's own train/eval flag."""
+    model, masks = _synflow_case(1)
+    model.train()
+    model.blocks[1].eval()  # mixed flags must come back as they were
+    params = dict(model.named_parameters())
+    before = _state(model)
+    versions = {k: v._version for k, v in model.state_dict(keep_vars=True).items()}
+    flags = {n: m.training for n, m in model.named_modules()}
+    inputs = ScoringInputs((), None, None, (1, 8, 8), PruneConfig(), torch.Generator())
+    CRITERIA.get("synflow").score(model, masks, inputs)
+    assert all(params[n] is p for n, p in model.named_parameters())
+    for k, v in model.state_dict(keep_vars=True).items():
+        assert torch.equal(v, before[k]) and v._version == versions[k], k
+    assert {n: m.training for n, m in model.named_modules()} == flags
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    with pytest.raises(KeyError, match="nowhere.weight"):
+        CRITERIA.get("synflow").score(model, {"nowhere.weight": torch.ones(1)}, inputs)
+
+
+class _Exploding(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("boom")
+
+
+def test_synflow_puts_the_model_back_when_its_forward_fails():
+    model = _Exploding()
+    own = model.fc.weight
+    with pytest.raises(RuntimeError, match="boom"):
+        CRITERIA.get("synflow").score(model, {"fc.weight": torch.ones(2, 2)}, _inputs([]))
+    assert model.fc.weight is own and model.fc._parameters["weight"] is own and model.training
+
+
+class _Deep(nn.Module):
+    """Forty 4x4 layers of weight 60: R = 4 * 240^40 overflows float32 (3.4e38), not float64."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*[nn.Linear(4, 4, bias=False) for _ in range(40)])
+        with torch.no_grad():
+            for layer in self.layers:
+                layer.weight.fill_(-60.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x.flatten(1))
+
+
+def test_synflow_redoes_an_overflowing_network_in_float64():
+    model = _Deep()
+    masks = {"layers.0.weight": torch.ones(4, 4), "layers.39.weight": torch.ones(4, 4)}
+    inputs = ScoringInputs((), None, None, (1, 1, 4), PruneConfig(), torch.Generator())
+    scores = CRITERIA.get("synflow").score(model, masks, inputs)
+    expected = _plain_synflow(model, masks, (1, 1, 4), torch.float64)
+    assert not torch.isfinite(_plain_synflow(model, masks, (1, 1, 4))["layers.0.weight"]).all()
+    for n in masks:
+        assert scores[n].dtype == torch.float64 and torch.equal(scores[n], expected[n]), n
+    assert all(float(layer.weight.detach()[0, 0]) == -60.0 for layer in model.layers)
+
+
+def test_synflow_shares_one_stand_in_for_tied_weights():
+    model = nn.Sequential(nn.Linear(3, 3, bias=False), nn.ReLU(), nn.Linear(3, 3, bias=False))
+    model[2].weight = model[0].weight  # tied: one parameter under two names
+    masks = {"0.weight": torch.tensor([[1.0, 0.0, 1.0]] * 3)}
+    inputs = ScoringInputs((), None, None, (1, 1, 3), PruneConfig(), torch.Generator())
+    scores = CRITERIA.get("synflow").score(model, masks, inputs)
+    assert torch.equal(scores["0.weight"], _plain_synflow(model, masks, (1, 1, 3))["0.weight"])
+    assert model[2].weight is model[0].weight
+
+
+def _plain_iterative_synflow(model: nn.Module, names: list[str], density: float, rounds: int) -> dict:
+    """Iterative SynFlow written plainly with lnpt's count rule: keep_count(n, d_r) best scores,
+    ties by position, weights already pruned last; no collapse guard."""
+    masks = {n: torch.ones_like(model.get_parameter(n)) for n in names}
+    for d in density_schedule(density, rounds):
+        scores = _plain_synflow(model, masks, (1, 8, 8))
+        flat = torch.cat([torch.where(masks[n].flatten() != 0, scores[n].flatten(), -float("inf")) for n in names])
+        keep = torch.zeros(flat.numel(), dtype=torch.bool)
+        keep[torch.sort(flat, descending=True, stable=True).indices[:keep_count(flat.numel(), d)]] = True
+        parts = torch.split(keep, [masks[n].numel() for n in names])
+        masks = {n: k.view_as(masks[n]).float() for n, k in zip(names, parts)}
+    return masks
+
+
+def test_iterative_synflow_masks_equal_a_plain_reference_with_exact_counts(digits):
+    """prune_at_init's 30-round SynFlow keeps exactly the weights a plain implementation keeps
+    (same count rule, guard off), exact counts; with the guard on, every layer keeps its floor
+    and the total count is still exact."""
+    view = digits.train.unlabeled()
+    model = create_model("resnet20", (1, 8, 8), 10, width=0.25, seed=3)
+    names = prunable_names(model)
+    expected = _plain_iterative_synflow(model, names, 0.1, 30)
+    report = prune_at_init(copy.deepcopy(model), PruneConfig(criterion="synflow", sparsity=0.9, rounds=30,
+                                                             min_kept=0), view, None)
+    total = sum(m.numel() for m in expected.values())
+    assert sum(int(m.sum()) for m in report.masks.values()) == keep_count(total, 0.1)
+    assert all(torch.equal(report.masks[n], expected[n]) for n in names)
+    guarded = prune_at_init(copy.deepcopy(model), PruneConfig(criterion="synflow", sparsity=0.999, rounds=30,
+                                                              min_kept=5), view, None)
+    assert guarded.collapse_events
+    kept = {n: int(m.sum()) for n, m in guarded.masks.items()}
+    assert min(kept.values()) >= 5 and sum(kept.values()) == max(keep_count(total, 0.001), 5 * len(names))

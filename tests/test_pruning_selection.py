@@ -118,3 +118,52 @@ def test_threshold_selection_equals_stable_sort_cut():
         expected = torch.zeros(500, dtype=torch.bool)
         expected[torch.sort(v, descending=True, stable=True).indices[:k]] = True
         assert torch.equal(_top(v, k), expected), k
+
+
+@pytest.mark.parametrize("kind", ["uniform", "ties", "pruned", "sorted", "constant"])
+def test_kth_largest_equals_kthvalue_on_large_inputs(kind):
+    """The sampled bracket (used above 131072 values) returns exactly torch.kthvalue's value,
+    whatever the order, ties or share of pruned (-inf) weights; a missed bracket falls back."""
+    from lnpt.pruning.selection import _kth_largest
+
+    g = torch.Generator().manual_seed(1)
+    n = 140_001
+    v = {"uniform": lambda: torch.rand(n, generator=g),
+         "ties": lambda: torch.randint(0, 7, (n,), generator=g).float(),
+         "pruned": lambda: torch.where(torch.rand(n, generator=g) < 0.7, -math.inf, torch.rand(n, generator=g)),
+         "sorted": lambda: torch.rand(n, generator=g).sort().values,
+         "constant": lambda: torch.full((n,), 2.5)}[kind]()
+    for k in (1, 2, 50, 4_000, n // 3, n // 2, n - 1_000, n - 1, n):
+        assert torch.equal(_kth_largest(v, k), torch.kthvalue(v, n - k + 1).values), k
+
+
+def test_large_selection_matches_a_stable_sort_with_exact_counts():
+    """Many layers, ties, pruned weights, float32 scores: the kept set is the stable sort's cut,
+    the count is keep_count's, and float64 scores of the same values select the same."""
+    g = torch.Generator().manual_seed(2)
+    shapes = [(64, 16, 3, 3), (128, 64, 3, 3), (64, 64, 3, 3), (10, 64)]
+    scores = {f"l{i}.weight": torch.randint(0, 2000, s, generator=g).float() / 7 for i, s in enumerate(shapes)}
+    previous = {n: (torch.rand(s.shape, generator=g) > 0.4).float() for n, s in scores.items()}
+    total = sum(s.numel() for s in scores.values())
+    masks, events = select_masks(scores, 0.35, "global", min_kept=0, previous=previous)
+    flat = torch.cat([torch.where(previous[n].flatten() != 0, s.flatten().double(), -math.inf)
+                      for n, s in scores.items()])
+    expected = torch.zeros(total, dtype=torch.bool)
+    expected[torch.sort(flat, descending=True, stable=True).indices[:keep_count(total, 0.35)]] = True
+    assert torch.equal(torch.cat([m.flatten() for m in masks.values()]).bool(), expected)
+    assert events == []
+    doubled, _ = select_masks({n: s.double() for n, s in scores.items()}, 0.35, "global", min_kept=0,
+                              previous=previous)
+    assert all(torch.equal(doubled[n], masks[n]) for n in masks)
+
+
+def test_large_finite_scores_whose_sum_overflows_are_accepted():
+    """Finiteness is checked through a sum; a sum that overflows must not refuse finite scores."""
+    from lnpt.pruning.selection import all_finite
+
+    big = {"a.weight": torch.full((4,), 3e38), "b.weight": torch.tensor([1.0, 2e38])}
+    masks, _ = select_masks(big, 0.5, "global", min_kept=0)
+    assert sum(int(m.sum()) for m in masks.values()) == 3
+    assert all_finite(big.values()) and all_finite([]) and all_finite([torch.arange(3)])
+    assert not all_finite([torch.ones(3), torch.tensor([1.0, math.nan])])
+    assert not all_finite([torch.tensor([-math.inf, 1.0])])

@@ -2,30 +2,111 @@
 
 R = 1^T (prod_l |W_l|) 1, computed as the sum of the outputs of the network with every weight
 and buffer replaced by its absolute value, on an all-ones input, in eval mode; score
-|theta| * dR/d|theta|. Runs on a copy, so the scored model's weights and BatchNorm state are
-exactly what they were. Computed in float32 (as the reference code) and redone in float64
+|theta| * dR/d|theta|. Computed in float32 (as the reference code) and redone in float64
 when R or its gradient overflows (products over many layers of a deep network).
+
+The scored model is left exactly as it was without copying it every round (100 deep copies
+were a third of SynFlow's time): its modules run on fresh stand-in tensors (absolute values,
+masks multiplied in), which take the place of the model's own parameters and buffers for the
+one forward and are swapped back out after it, as ``torch.func.functional_call`` does, minus
+its per-call bookkeeping; the train/eval flags are restored too. Nothing of the model is
+written, so its weights, BatchNorm state, version counters and graphs stay untouched. A model
+with hooks (attached masks are a forward pre-hook that caches the masked weight on the module)
+is scored on a private copy instead, so the hooks' side effects stay on the copy as before.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from torch import nn
 
 from ...surgery.masks import Masks
+from ..selection import all_finite
 from .base import ScoringInputs, register_criterion, scoring_copy
+
+Slot = tuple[dict, str, torch.Tensor]  # (a module's _parameters or _buffers, key, stand-in)
 
 
 @register_criterion("synflow", default_rounds=100)
 def synflow(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[str, torch.Tensor]:
     for dtype in (torch.float32, torch.float64):
         scores = _scores(model, masks, inputs.input_shape, dtype)
-        if all(bool(torch.isfinite(s).all()) for s in scores.values()):
+        if all_finite(scores.values()):
             break
     return scores
 
 
 def _scores(model: nn.Module, masks: Masks, input_shape: tuple[int, int, int],
             dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    if _has_hooks(model):
+        return _scores_on_copy(model, masks, input_shape, dtype)
+    slots, chosen = _linearised(model, masks, dtype)
+    with _standing_in(model, slots):
+        out = model(torch.ones((1, *input_shape), dtype=dtype))
+    grads = torch.autograd.grad(out.sum(), list(chosen.values()), allow_unused=True)
+    return {name: (p.detach() * (torch.zeros_like(p) if g is None else g)).abs()
+            for (name, p), g in zip(chosen.items(), grads)}
+
+
+def _has_hooks(model: nn.Module) -> bool:
+    return any(m._forward_pre_hooks or m._forward_hooks or m._backward_hooks or m._backward_pre_hooks
+               for m in model.modules())
+
+
+def _linearised(model: nn.Module, masks: Masks, dtype: torch.dtype) -> tuple[list[Slot], dict[str, torch.Tensor]]:
+    """Stand-ins for every parameter and buffer, holding what ``model.to(dtype)`` with the masks
+    multiplied in and every state_dict entry made absolute would hold; the masked weights
+    require grad. A tensor shared by several modules (tied weights) gets one stand-in, named
+    as ``named_parameters`` names it (first seen), as a copy would keep it shared.
+    """
+    made: dict[int, torch.Tensor] = {}
+    params: dict[str, torch.Tensor] = {}
+    slots: list[Slot] = []
+    with torch.no_grad():
+        for prefix, module in model.named_modules():
+            for store, is_param in ((module._parameters, True), (module._buffers, False)):
+                for key, t in store.items():
+                    if t is None:
+                        continue
+                    name = f"{prefix}.{key}" if prefix else key
+                    if id(t) not in made:  # always a fresh tensor: the model's own are never written
+                        new = t.detach().to(dtype if t.is_floating_point() else t.dtype, copy=True)
+                        if name in masks:
+                            new.mul_(masks[name].to(dtype))
+                        if new.is_floating_point() and (is_param or key not in module._non_persistent_buffers_set):
+                            new.abs_()
+                        made[id(t)] = new
+                        if is_param:
+                            params[name] = new
+                    slots.append((store, key, made[id(t)]))
+    missing = sorted(set(masks) - set(params))
+    if missing:
+        raise KeyError(f"masks name parameters the model does not have: {', '.join(missing)}")
+    return slots, {name: params[name].requires_grad_(True) for name in masks}
+
+
+@contextmanager
+def _standing_in(model: nn.Module, slots: list[Slot]) -> Iterator[None]:
+    """``model`` in eval mode with the stand-ins in place of its tensors; afterwards its own
+    tensors and every module's own train/eval flag are back, whatever happened."""
+    saved = [(store, key, store[key]) for store, key, _ in slots]
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        for store, key, new in slots:
+            store[key] = new
+        model.eval()
+        yield
+    finally:
+        for store, key, own in reversed(saved):
+            store[key] = own
+        for m, training in flags:
+            m.training = training
+
+
+def _scores_on_copy(model: nn.Module, masks: Masks, input_shape: tuple[int, int, int],
+                    dtype: torch.dtype) -> dict[str, torch.Tensor]:
     work, params = scoring_copy(model, masks)
     work.to(dtype).eval()
     with torch.no_grad():
