@@ -22,7 +22,8 @@ def test_serve_is_a_teacher_action_with_its_flags() -> None:
 
 
 def test_missing_checkpoint_is_a_one_line_error(tmp_path, capsys) -> None:
-    code = main(["teacher", "serve", "--checkpoint", str(tmp_path / "nope.pt"), "--port", str(free_port())])
+    code = main(["teacher", "serve", "--checkpoint", str(tmp_path / "nope.pt"), "--port", str(free_port()),
+                 "--no-auth"])
     err = capsys.readouterr().err
     assert code == 2
     assert "does not exist" in err and "Traceback" not in err
@@ -30,7 +31,7 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path, capsys) -> None:
 
 def test_invalid_limits_are_refused(digits_teacher) -> None:
     with pytest.raises(ValueError, match="max_concurrency"):
-        create_app(digits_teacher, max_concurrency=0)
+        create_app(digits_teacher, max_concurrency=0, allow_unauthenticated=True)
 
 
 def test_unreachable_server_fails_within_the_budget() -> None:
@@ -77,7 +78,7 @@ def test_prune_refuses_a_served_teacher_for_other_data(digits, tmp_path, capsys)
     info5 = dataclasses.replace(digits.info, num_classes=5)
     model = create_model("lenet5", info5.input_shape, 5, seed=0)
     teacher = LocalTeacher(model, TeacherInfo("lenet5", 1.0, feature_dim(model), info5))
-    with ServerThread(create_app(teacher)) as srv:
+    with ServerThread(create_app(teacher, allow_unauthenticated=True)) as srv:
         assert main(_prune_args(srv.url, tmp_path / "pruned")) == 2
     err = capsys.readouterr().err
     assert "does not match" in err and "5 classes vs the data's 10" in err

@@ -82,7 +82,7 @@ def test_each_worker_computes_on_its_own_replica(digits_teacher: LocalTeacher) -
     # read each other's features. The server gives every worker its own replica.
     tracker = {"lock": threading.Lock(), "active": 0, "peak": 0, "shared": 0}
     teacher = ExclusiveTeacher(digits_teacher.info, 0.3, tracker)
-    with ServerThread(create_app(teacher, max_concurrency=3, max_queue=8)) as srv:
+    with ServerThread(create_app(teacher, max_concurrency=3, max_queue=8, allow_unauthenticated=True)) as srv:
         with ThreadPoolExecutor(6) as pool:
             codes = [r.status_code for r in pool.map(lambda _: _post(srv.url, torch.zeros(1, 1, 8, 8)), range(6))]
     assert codes == [200] * 6
@@ -94,7 +94,7 @@ def test_parallel_requests_each_get_their_own_exact_answer(digits_teacher: Local
     view = digits.train.unlabeled()
     batches = [view.inputs(torch.arange(i * 24, i * 24 + 24)) for i in range(12)]
     want = [digits_teacher.guide(x) for x in batches]
-    with ServerThread(create_app(digits_teacher, max_concurrency=3, max_queue=16)) as srv:
+    with ServerThread(create_app(digits_teacher, max_concurrency=3, max_queue=16, allow_unauthenticated=True)) as srv:
         with ThreadPoolExecutor(12) as pool:
             responses = list(pool.map(lambda x: _post(srv.url, x), batches))
     for r, w in zip(responses, want):
@@ -107,7 +107,7 @@ def test_parallel_requests_each_get_their_own_exact_answer(digits_teacher: Local
 def test_requests_run_concurrently_up_to_the_bound(digits_teacher: LocalTeacher) -> None:
     slow = SlowTeacher(digits_teacher.info, delay=0.4)
     x = torch.zeros(2, 1, 8, 8)
-    with ServerThread(create_app(slow, max_concurrency=2, max_queue=4)) as srv:
+    with ServerThread(create_app(slow, max_concurrency=2, max_queue=4, allow_unauthenticated=True)) as srv:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
             codes = [r.status_code for r in pool.map(lambda _: _post(srv.url, x), range(4))]
@@ -120,7 +120,7 @@ def test_requests_run_concurrently_up_to_the_bound(digits_teacher: LocalTeacher)
 def test_overload_is_answered_503_not_queued_without_bound(digits_teacher: LocalTeacher) -> None:
     slow = SlowTeacher(digits_teacher.info, delay=0.5)
     x = torch.zeros(1, 1, 8, 8)
-    app = create_app(slow, max_concurrency=1, max_queue=1)
+    app = create_app(slow, max_concurrency=1, max_queue=1, allow_unauthenticated=True)
     with ServerThread(app) as srv:
         barrier = threading.Barrier(8)
 
@@ -144,7 +144,7 @@ def test_overload_is_answered_503_not_queued_without_bound(digits_teacher: Local
 def test_remote_teachers_ride_out_overload_by_retrying(digits_teacher: LocalTeacher) -> None:
     slow = SlowTeacher(digits_teacher.info, delay=0.1)
     x = torch.randn(3, 1, 8, 8)
-    with ServerThread(create_app(slow, max_concurrency=1, max_queue=0)) as srv:
+    with ServerThread(create_app(slow, max_concurrency=1, max_queue=0, allow_unauthenticated=True)) as srv:
         clients = [RemoteTeacher(srv.url, retry_budget=20) for _ in range(4)]
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(lambda c: c.guide(x), clients))

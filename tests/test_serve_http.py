@@ -202,10 +202,10 @@ def test_client_refuses_a_server_restarted_with_another_teacher(digits_teacher, 
     changed = copy.deepcopy(digits_teacher)
     with torch.no_grad():
         next(changed.model.parameters()).add_(1e-3)
-    with ServerThread(create_app(digits_teacher)) as first:
+    with ServerThread(create_app(digits_teacher, allow_unauthenticated=True)) as first:
         port = first.port
         remote = RemoteTeacher(first.url, retry_budget=10)
         remote.guide(inputs[:2])
-    with ServerThread(create_app(changed), port=port), remote:
+    with ServerThread(create_app(changed, allow_unauthenticated=True), port=port), remote:
         with pytest.raises(TeacherMismatchError, match="different teacher"):
             remote.guide(inputs[:2])

@@ -19,6 +19,7 @@ from typing import IO
 import httpx
 
 from ..extras import require
+from ..teachers.wire import SAFETENSORS
 
 LOOPBACK = "127.0.0.1"
 
@@ -86,7 +87,7 @@ class ServerThread:
 
 
 class ServerProcess:
-    """``lnpt teacher serve`` in a child process on loopback.
+    """``lnpt teacher serve`` in a child process on loopback (``--no-auth`` when ``token`` is None).
 
     ``kill()`` is SIGKILL (a crash: no draining); ``stop()`` is SIGTERM (graceful shutdown).
     ``start()`` again brings it back on the same port. Its JSON-lines log goes to ``log_path``.
@@ -106,6 +107,8 @@ class ServerProcess:
         self.env.pop("LNPT_TEACHER_TOKEN", None)
         if token is not None:
             self.env["LNPT_TEACHER_TOKEN"] = token  # not on the command line: `ps` would show it
+        else:
+            self.args.append("--no-auth")  # loopback only, for tests and benchmarks
         self.log_path = Path(log_path) if log_path is not None else None
         self.proc: subprocess.Popen | None = None
         self._log: IO[bytes] | None = None
@@ -148,3 +151,61 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class StalledUploads:
+    """``n`` connections that announce a ``announced``-byte body, send ``sent`` bytes of it and
+    then nothing: the slow (or hostile) clients the server must not let stall the others.
+
+    With ``reopen``, a connection the server closes (its body deadline passed) is opened again
+    at once, so ``n`` stalled uploads stay open for as long as the context lasts.
+    """
+
+    def __init__(self, url: str, n: int, announced: int = 100_000, sent: int = 10,
+                 reopen: bool = False, path: str = "/v1/guide", token: str | None = None) -> None:
+        host, _, port = url.removeprefix("http://").partition(":")
+        self.address = (host, int(port))
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        self.head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {SAFETENSORS}\r\n"
+                     f"{auth}Content-Length: {announced}\r\n\r\n").encode() + b"\x00" * sent
+        self.n, self.reopen = n, reopen
+        self.answers: list[bytes] = []  # what the server said before it closed each one
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _hold(self) -> None:
+        while not self._stop.is_set():
+            with socket.create_connection(self.address, timeout=30) as s:
+                s.sendall(self.head)
+                s.settimeout(0.1)
+                got = b""
+                while not self._stop.is_set():
+                    try:
+                        chunk = s.recv(4096)
+                    except socket.timeout:
+                        continue
+                    if not chunk:
+                        break
+                    got += chunk
+                self.answers.append(got)
+            if not self.reopen:
+                return
+
+    def __enter__(self) -> "StalledUploads":
+        self._threads = [threading.Thread(target=self._hold, daemon=True, name=f"lnpt-stalled-{i}")
+                         for i in range(self.n)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Wait until the server has closed every connection (without ``reopen``)."""
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)

@@ -9,12 +9,17 @@ Endpoints:
 * ``POST /v1/guide`` — a binary batch of normalised inputs in (see :mod:`.wire`), logits and
   penultimate features out, in the format the ``Accept`` header asks for.
 
-Robustness: bodies are size-checked before they are read in full, batches are validated
-(dtype, shape, batch size, finite values) and refused with a 4xx and a reason; an exception in
-the teacher is a 500 for that request only. At most ``max_concurrency`` batches run at once,
-each on its own replica of the teacher (hooks that tap features are per-module state, so two
-threads must never share one network), and at most ``max_queue`` more wait; anything beyond
-that is answered 503 with ``Retry-After`` instead of growing memory without bound.
+Robustness: bodies are size-checked before they are read in full and must arrive within a
+deadline (408), and the whole request has one too (504); a body that cannot be decoded or a
+batch that fails validation (dtype, shape, batch size, finite values) is refused with a 4xx and
+a reason; a client that hangs up mid-upload is logged as such (499), not as a failure; an
+exception in the teacher is a 500 for that request only. Only a request whose body has arrived
+competes for the workers: at most ``max_concurrency`` batches run at once, each on its own
+replica of the teacher (hooks that tap features are per-module state, so two threads must never
+share one network), and at most ``max_queue`` more wait; anything beyond that is answered 503
+with ``Retry-After`` instead of growing memory without bound. Bodies still arriving hold cheap
+upload slots, bounded in total and per client address (:mod:`.admission`), so slow or stalled
+uploads cannot starve the clients that send theirs.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator
 
+import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -48,6 +54,8 @@ from ..teachers.wire import (
     media_type,
     validate_inputs,
 )
+from .admission import BodyTimeout, BodyTooLarge, ClientDisconnect, UploadSlots, read_body
+from .limits import ClientLimits
 from .logs import SERVER_LOGGER, AccessLog, log_config
 
 log = logging.getLogger(SERVER_LOGGER)
@@ -96,116 +104,181 @@ def _error(status: int, reason: str, request: Request, headers: dict[str, str] |
     return JSONResponse({"error": reason, "status": status}, status_code=status, headers=headers)
 
 
-def create_app(teacher: Teacher, token: str | None = None, max_batch: int = DEFAULT_MAX_BATCH,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_concurrency: int = 2,
-               max_queue: int = 16) -> FastAPI:
-    """The ASGI app serving ``teacher``; run it with uvicorn (see :func:`run_server`).
+#: Status logged for a client that went away before its request was complete (nginx's code);
+#: it is never sent, since nobody is listening.
+CLIENT_CLOSED = 499
 
-    ``token``: when set, ``/v1/*`` needs ``Authorization: Bearer <token>``.
-    ``max_concurrency``: batches computed at once (worker threads, teacher replicas).
-    ``max_queue``: admitted requests that may wait for a worker; more get 503.
-    """
-    if max_concurrency < 1 or max_queue < 0 or max_batch < 1 or max_body_bytes < 1:
-        raise ValueError("max_concurrency, max_batch and max_body_bytes must be >= 1, max_queue >= 0")
-    limits = Limits(max_batch, max_body_bytes)
-    info = teacher.info
-    fingerprint = teacher_fingerprint(teacher)
-    replicas = _Replicas(teacher, max_concurrency)
-    executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="lnpt-teacher")
-    capacity = max_concurrency + max_queue
-    load = {"pending": 0, "served": 0, "refused_busy": 0}
-    secret = token.encode() if token else None
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log.info("teacher ready", extra={"fields": {"teacher": fingerprint, "model": info.model,
-                                                   "dataset": info.dataset.name, **limits.to_dict(),
-                                                   "max_concurrency": max_concurrency, "max_queue": max_queue,
-                                                   "auth": secret is not None}})
-        yield
-        executor.shutdown(wait=True)  # uvicorn has already drained in-flight requests
-        log.info("teacher stopped", extra={"fields": {"served": load["served"]}})
+class _Service:
+    """The state behind the endpoints: limits, the worker pool, the load counters."""
 
-    app = FastAPI(title="lnpt teacher", version=str(PROTOCOL_VERSION), lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+    def __init__(self, teacher: Teacher, secret: bytes | None, limits: Limits, max_concurrency: int,
+                 max_queue: int, clients: ClientLimits) -> None:
+        self.info, self.limits, self.secret, self.clients = teacher.info, limits, secret, clients
+        self.fingerprint = teacher_fingerprint(teacher)
+        self.replicas = _Replicas(teacher, max_concurrency)
+        self.executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="lnpt-teacher")
+        self.capacity = max_concurrency + max_queue
+        self.load = {"pending": 0, "served": 0, "refused_busy": 0, "timed_out": 0, "aborted": 0}
+        self.uploads = UploadSlots(clients)
 
-    def authorized(request: Request) -> bool:
-        if secret is None:
+    def authorized(self, request: Request) -> bool:
+        if self.secret is None:
             return True
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), secret)
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.secret)
 
-    def refuse_auth(request: Request) -> JSONResponse:
+    def refuse_auth(self, request: Request) -> JSONResponse:
         return _error(401, "missing or wrong bearer token (Authorization: Bearer <token>)", request,
                       {"WWW-Authenticate": "Bearer"})
 
-    @app.get("/healthz")
-    async def health(request: Request) -> dict:
-        return {"status": "ok", "teacher": fingerprint, "pending": load["pending"],
-                "capacity": capacity, "served": load["served"], "refused_busy": load["refused_busy"]}
-
-    @app.get("/v1/info", response_model=None)
-    async def model_info(request: Request) -> dict | JSONResponse:
-        if not authorized(request):
-            return refuse_auth(request)
-        return {**info.to_dict(), "teacher": fingerprint, "protocol": PROTOCOL_VERSION,
-                "limits": limits.to_dict(), "formats": ["safetensors", "npy", "json"]}
-
-    def work(body: bytes, fmt_in: str, fmt_out: str, note: dict, admitted: float) -> bytes:
+    def work(self, body: bytes, fmt_in: str, fmt_out: str, note: dict, admitted: float) -> bytes:
         started = time.perf_counter()
         note["queue_ms"] = round((started - admitted) * 1000, 3)
-        arrays, _ = decode(body, fmt_in, INPUT_NAMES)
-        x = validate_inputs(arrays["inputs"], info.input_shape, limits)
+        x = self._inputs(body, fmt_in)
         note["batch"] = int(x.shape[0])
-        if not x.flags.writeable:
-            x = x.copy()
         t0 = time.perf_counter()
-        logits, features = replicas.guide(torch.from_numpy(x))
+        logits, features = self.replicas.guide(torch.from_numpy(x))
         note["compute_ms"] = round((time.perf_counter() - t0) * 1000, 3)
         return encode({"logits": logits.float(), "features": features.float()}, fmt_out,
-                      {"teacher": fingerprint, "protocol": str(PROTOCOL_VERSION)})
+                      {"teacher": self.fingerprint, "protocol": str(PROTOCOL_VERSION)})
 
-    @app.post("/v1/guide")
-    async def guide(request: Request) -> Response:
-        if not authorized(request):
-            return refuse_auth(request)
+    def _inputs(self, body: bytes, fmt_in: str) -> np.ndarray:
+        """The validated batch; whatever a hostile body makes the decoder raise is a 400."""
+        try:
+            arrays, _ = decode(body, fmt_in, INPUT_NAMES)
+            x = validate_inputs(arrays["inputs"], self.info.input_shape, self.limits)
+        except WireError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (overflowing numbers, odd nesting: the body's fault)
+            raise WireError(f"malformed request body ({type(exc).__name__}: {str(exc)[:200]})") from None
+        return x if x.flags.writeable else x.copy()
+
+    async def read(self, request: Request) -> bytes | Response:
+        """The body, or the answer to a request whose body did not arrive (see :mod:`.admission`)."""
+        client = request.client.host if request.client else "unknown"
+        refused = self.uploads.acquire(client)
+        if refused is not None:
+            self.load["refused_busy"] += 1
+            return _error(503, refused, request, {"Retry-After": "1"})
+        t_read = time.perf_counter()
+        try:
+            body = await read_body(request, self.limits.max_body_bytes,
+                                   min(self.clients.body_timeout, self.clients.request_timeout))
+        except BodyTooLarge:
+            return _error(413, f"body exceeds the server's limit of {self.limits.max_body_bytes} bytes", request)
+        except BodyTimeout:
+            self.load["timed_out"] += 1
+            return _error(408, f"request body not received within {self.clients.body_timeout:g}s", request,
+                          {"Connection": "close"})
+        except ClientDisconnect:
+            self.load["aborted"] += 1
+            request.state.log["aborted"] = True
+            return _error(CLIENT_CLOSED, "client closed the connection before its body arrived", request)
+        finally:
+            self.uploads.release(client)
+        request.state.log["read_ms"] = round((time.perf_counter() - t_read) * 1000, 3)
+        return body
+
+    async def compute(self, request: Request, body: bytes, fmt_in: str, fmt_out: str,
+                      deadline: float) -> Response:
+        """Admit the batch to a worker (or 503), wait for it until the request's deadline (504)."""
+        if self.load["pending"] >= self.capacity:
+            self.load["refused_busy"] += 1
+            return _error(503, f"server busy ({self.load['pending']} requests in flight or queued); retry",
+                          request, {"Retry-After": "1"})
+        loop = asyncio.get_running_loop()
+        self.load["pending"] += 1
+        future = self.executor.submit(self.work, body, fmt_in, fmt_out, request.state.log, time.perf_counter())
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
+        try:
+            out = await asyncio.wait_for(asyncio.wrap_future(future), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:  # a batch still queued is dropped; one computing finishes unseen
+            self.load["timed_out"] += 1
+            return _error(504, f"request not answered within {self.clients.request_timeout:g}s "
+                               "(server overloaded); retry", request, {"Retry-After": "1"})
+        except WireError as exc:
+            return _error(exc.status, str(exc), request)
+        except Exception as exc:  # the teacher failed on this batch; the server lives on
+            log.exception("guidance failed", extra={"fields": {"teacher": self.fingerprint}})
+            return _error(500, f"teacher failed on this batch ({type(exc).__name__})", request)
+        self.load["served"] += 1
+        return Response(out, media_type=fmt_out, headers={TEACHER_HEADER: self.fingerprint})
+
+    def _release(self) -> None:
+        self.load["pending"] -= 1
+
+    async def guide(self, request: Request) -> Response:
+        deadline = time.monotonic() + self.clients.request_timeout
+        if not self.authorized(request):
+            return self.refuse_auth(request)
         try:
             fmt_in = media_type(request.headers.get("content-type"))
             fmt_out = media_type(request.headers.get("accept"), default=fmt_in)
         except WireError as exc:
             return _error(exc.status, str(exc), request)
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            return _error(413, f"body of {declared} bytes exceeds the server's limit of {max_body_bytes}",
-                          request)
-        if load["pending"] >= capacity:
-            load["refused_busy"] += 1
-            return _error(503, f"server busy ({load['pending']} requests in flight or queued); retry",
-                          request, {"Retry-After": "1"})
-        load["pending"] += 1
-        t_read = time.perf_counter()
-        try:
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > max_body_bytes:
-                    return _error(413, f"body exceeds the server's limit of {max_body_bytes} bytes", request)
-            note: dict = request.state.log
-            note["read_ms"] = round((time.perf_counter() - t_read) * 1000, 3)
-            out = await asyncio.get_running_loop().run_in_executor(
-                executor, work, bytes(body), fmt_in, fmt_out, note, time.perf_counter())
-        except WireError as exc:
-            return _error(exc.status, str(exc), request)
-        except Exception as exc:  # the teacher failed on this batch; the server lives on
-            log.exception("guidance failed", extra={"fields": {"teacher": fingerprint}})
-            return _error(500, f"teacher failed on this batch ({type(exc).__name__})", request)
-        finally:
-            load["pending"] -= 1
-        load["served"] += 1
-        return Response(out, media_type=fmt_out, headers={TEACHER_HEADER: fingerprint})
+        if declared is not None and declared.isdigit() and int(declared) > self.limits.max_body_bytes:
+            return _error(413, f"body of {declared} bytes exceeds the server's limit of "
+                               f"{self.limits.max_body_bytes}", request, {"Connection": "close"})
+        body = await self.read(request)
+        if isinstance(body, Response):
+            return body
+        return await self.compute(request, body, fmt_in, fmt_out, deadline)
 
-    app.state.fingerprint = fingerprint
-    app.state.load = load
+
+def create_app(teacher: Teacher, token: str | None = None, max_batch: int = DEFAULT_MAX_BATCH,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_concurrency: int = 2,
+               max_queue: int = 16, allow_unauthenticated: bool = False,
+               clients: ClientLimits | None = None) -> FastAPI:
+    """The ASGI app serving ``teacher``; run it with uvicorn (see :func:`run_server`).
+
+    ``token``: ``/v1/*`` needs ``Authorization: Bearer <token>``. Serving without one must be
+    asked for with ``allow_unauthenticated=True``: an empty or forgotten token never switches
+    authentication off silently.
+    ``max_concurrency``: batches computed at once (worker threads, teacher replicas).
+    ``max_queue``: requests with a complete body that may wait for a worker; more get 503.
+    ``clients``: deadlines and upload slots that keep slow clients from stalling the server.
+    """
+    if max_concurrency < 1 or max_queue < 0 or max_batch < 1 or max_body_bytes < 1:
+        raise ValueError("max_concurrency, max_batch and max_body_bytes must be >= 1, max_queue >= 0")
+    if token is not None and not token.strip():
+        raise ValueError("the token is empty; pass a non-empty token, or none with allow_unauthenticated=True")
+    if token is None and not allow_unauthenticated:
+        raise ValueError("no token given; pass one, or allow_unauthenticated=True to serve without authentication")
+    if token is not None and allow_unauthenticated:
+        raise ValueError("a token and allow_unauthenticated=True contradict each other; pass one of them")
+    svc = _Service(teacher, token.encode() if token else None, Limits(max_batch, max_body_bytes),
+                   max_concurrency, max_queue, clients or ClientLimits())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        log.info("teacher ready", extra={"fields": {
+            "teacher": svc.fingerprint, "model": svc.info.model, "dataset": svc.info.dataset.name,
+            **svc.limits.to_dict(), **svc.clients.to_dict(), "max_concurrency": max_concurrency,
+            "max_queue": max_queue, "auth": svc.secret is not None}})
+        yield
+        svc.executor.shutdown(wait=True)  # uvicorn has already drained in-flight requests
+        log.info("teacher stopped", extra={"fields": {"served": svc.load["served"]}})
+
+    app = FastAPI(title="lnpt teacher", version=str(PROTOCOL_VERSION), lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    async def health(request: Request) -> dict:
+        return {"status": "ok", "teacher": svc.fingerprint, "capacity": svc.capacity,
+                "uploads": svc.uploads.total, **svc.load}
+
+    @app.get("/v1/info", response_model=None)
+    async def model_info(request: Request) -> dict | JSONResponse:
+        if not svc.authorized(request):
+            return svc.refuse_auth(request)
+        return {**svc.info.to_dict(), "teacher": svc.fingerprint, "protocol": PROTOCOL_VERSION,
+                "limits": svc.limits.to_dict(), "formats": ["safetensors", "npy", "json"]}
+
+    app.add_api_route("/v1/guide", svc.guide, methods=["POST"])
+    app.state.fingerprint = svc.fingerprint
+    app.state.load = svc.load
     app.add_middleware(AccessLog)
     return app
 

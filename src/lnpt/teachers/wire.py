@@ -181,7 +181,7 @@ def decode(body: bytes, fmt: str, names: tuple[str, ...]) -> tuple[dict[str, np.
                 raise TypeError("top level is not an object")
             arrays = {k: np.asarray(v, dtype=np.float32) for k, v in obj.items() if k in names}
             extra = set(obj) - set(names)
-        except (ValueError, TypeError, RecursionError) as exc:
+        except (ValueError, TypeError, RecursionError, OverflowError) as exc:  # 1e999, a 400-digit integer
             raise WireError(f"malformed JSON body ({type(exc).__name__}: {str(exc)[:200]})") from None
         if extra:
             raise WireError(f"unexpected field(s) {sorted(extra)}; expected {list(names)}")
