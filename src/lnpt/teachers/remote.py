@@ -8,7 +8,8 @@ Faults: guidance is a pure function of the inputs, so every request may be repea
 connection error, a timeout or a 5xx (a restarting or overloaded server) is retried with
 exponential backoff until ``retry_budget`` seconds have passed since the first failure; then
 :class:`TeacherUnavailableError` stops the run, whose last epoch checkpoint lets ``--resume``
-finish it. A 4xx is the caller's fault and is raised at once with the server's reason. Every
+finish it. The budget belongs to the teacher, not to a call: every thread that asks it (the
+trainer and its guidance prefetch) spends the same one, and a success refills it. A 4xx is the caller's fault and is raised at once with the server's reason. Every
 answer carries the served teacher's fingerprint: a server restarted with another model under
 the same address is refused (:class:`~lnpt.errors.TeacherMismatchError`), never trained on.
 """
@@ -18,6 +19,7 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 import uuid
 
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from ..data.info import DatasetInfo
-from ..errors import LnptError, TeacherMismatchError
+from ..errors import ConfigError, LnptError, TeacherMismatchError
 from .base import Guidance, TeacherInfo, check_compatible
 from .wire import (
     FORMATS,
@@ -60,7 +62,8 @@ class RemoteTeacher:
     """Guidance from an ``lnpt teacher serve`` server.
 
     ``token`` defaults to ``$LNPT_TEACHER_TOKEN``. ``timeout`` bounds one request;
-    ``retry_budget`` bounds how long one call keeps retrying a failing server. ``dataset``,
+    ``retry_budget`` bounds how long the teacher keeps retrying a failing server, counted from
+    the first failure of an outage and shared by all threads (0: give up at the first failure). ``dataset``,
     when given, is checked against the served teacher at once (:func:`check_compatible`).
     The constructor fetches the teacher's info, so it waits (within the budget) for a server
     that is still starting.
@@ -75,8 +78,14 @@ class RemoteTeacher:
                  max_backoff: float = 2.0) -> None:
         if wire_format not in FORMATS:
             raise ValueError(f"unknown wire format {wire_format!r}; known: {', '.join(FORMATS)}")
+        _check_seconds(timeout, "--teacher-timeout", "the longest one request to the teacher may take",
+                       zero_ok=False)
+        _check_seconds(retry_budget, "--teacher-retry-budget",
+                       "how long an unreachable teacher is retried; 0 gives up at once", zero_ok=True)
         self.url = url.rstrip("/")
         self.retry_budget = float(retry_budget)
+        self._outage_lock = threading.Lock()
+        self._outage_deadline: float | None = None  # set by an outage's first failure, cleared by a success
         self.format = FORMATS[wire_format]
         self._backoff, self._max_backoff = backoff, max_backoff
         self._jitter = random.Random()  # private: never touches the global or torch RNG
@@ -168,12 +177,12 @@ class RemoteTeacher:
 
     def _request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
         """One request, retried on connection errors, timeouts and 5xx within the budget."""
-        deadline: float | None = None
         delay = self._backoff
         rid = uuid.uuid4().hex[:16]
         headers = {**(kwargs.pop("headers", None) or {}), "X-Request-ID": rid}  # type: ignore[dict-item]
         while True:
-            self.stats["requests"] += 1
+            with self._outage_lock:
+                self.stats["requests"] += 1
             retry_after = 0.0
             try:
                 r = self._http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
@@ -181,6 +190,8 @@ class RemoteTeacher:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
                 if r.status_code < 400:
+                    with self._outage_lock:
+                        self._outage_deadline = None  # reachable again: the next outage gets a full budget
                     return r
                 reason = _reason(r)
                 if r.status_code in (401, 403):
@@ -194,8 +205,10 @@ class RemoteTeacher:
                 problem = f"HTTP {r.status_code}: {reason}"
                 retry_after = _seconds(r.headers.get("retry-after"))
             now = time.monotonic()
-            if deadline is None:
-                deadline = now + self.retry_budget
+            with self._outage_lock:
+                if self._outage_deadline is None:
+                    self._outage_deadline = now + self.retry_budget
+                deadline = self._outage_deadline
             if now >= deadline:
                 raise TeacherUnavailableError(
                     f"teacher at {self.url} unavailable for {self.retry_budget:g}s (last error: {problem}). "
@@ -205,10 +218,21 @@ class RemoteTeacher:
             log.warning("teacher request failed; retrying",
                         extra={"fields": {"url": self.url, "path": path, "error": problem,
                                           "retry_in_s": round(pause, 3), "request_id": rid}})
-            self.stats["retries"] += 1
-            self.stats["seconds_waited"] += pause
+            with self._outage_lock:
+                self.stats["retries"] += 1
+                self.stats["seconds_waited"] += pause
             time.sleep(pause)
             delay = min(delay * 2, self._max_backoff)
+
+
+def _check_seconds(value: object, flag: str, what: str, zero_ok: bool) -> None:
+    """Refuse a timeout or budget no client can work with (``--teacher-timeout 0`` made every
+    request time out at once and the run retry for two minutes)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+        value >= 0 if zero_ok else value > 0)
+    if not ok:
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ConfigError(f"{flag} must be a number of seconds {bound} ({what}), got {value!r}")
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
