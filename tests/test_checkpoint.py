@@ -173,3 +173,70 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path, monkeypatch: p
             save_checkpoint(target, model, "lenet5", 1.0, INFO)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["model.pt"]
+
+
+def _edit(header: dict, dotted: str, value: object) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        header = header[key]
+    header[last] = value
+
+
+STRUCTURED = {"structured": {"format_version": 1, "history": [["conv.0", True, [0, 1]]],
+                             "channels": {"conv.0": [1, 4]}}}
+
+
+@pytest.mark.parametrize("dotted, value, match", [
+    ("format_version", "one", "format_version is 'one', not a number"),
+    ("format_version", 1.5, "format_version is 1.5"),
+    ("format_version", None, "format_version is None"),
+    ("model", "lenet5", "'model' is missing or not a table"),
+    ("model.name", 7, "model name is 7"),
+    ("model.name", "", "model name is ''"),
+    ("model.width", "wide", "model width is 'wide'"),
+    ("model.width", -1.0, "model width is -1.0"),
+    ("model.width", float("nan"), "model width is nan"),
+    ("model.args", [1, 2], "model args are not a table"),
+    ("dataset", None, "'dataset' is missing"),
+    ("dataset.num_classes", -3, "num_classes is -3, not a positive integer"),
+    ("dataset.num_classes", "10", "num_classes is '10'"),
+    ("dataset.num_classes", True, "num_classes is True"),
+    ("dataset.input_shape", [1, 0, 8], r"input_shape is \[1, 0, 8\], not three positive integers"),
+    ("dataset.input_shape", [1, 8], r"input_shape is \[1, 8\]"),
+    ("dataset.input_shape", "1x8x8", "input_shape is '1x8x8'"),
+    ("dataset.mean", ["a"], "dataset mean is"),
+    ("dataset.std", [0.0], r"dataset std \[0.0\] has a value <= 0"),
+    ("dataset.std", [0.1, 0.2, 0.3, 0.4], "dataset std is"),
+    ("dataset.hflip", "no", "hflip is 'no'"),
+    ("dataset.crop_padding", -2, "crop_padding is -2"),
+    ("dataset.classes", ["a", "b"], "classes is not a list of 10 names"),
+    ("masked", "conv.0.weight", "'masked' is not a list"),
+    ("metrics", [0.5], "'metrics' is not a table"),
+    ("metrics.test_acc", "95%", "metric 'test_acc' is '95%', not a number"),
+    ("extra", "x", "'extra' is not a table"),
+    ("extra", {"structured": "yes"}, "structured-pruning record is not a table"),
+    ("extra", {"structured": {**STRUCTURED["structured"], "history": "cut"}}, "history is not a list"),
+    ("extra", {"structured": {**STRUCTURED["structured"], "history": [["conv.0", True, "0,1"]]}},
+     "history step 0"),
+    ("extra", {"structured": {**STRUCTURED["structured"], "history": [["conv.0", 1]]}}, "history step 0"),
+    ("extra", {"structured": {**STRUCTURED["structured"], "channels": {"conv.0": [1]}}}, "channel counts"),
+    ("extra", {"structured": {**STRUCTURED["structured"], "format_version": "2"}},
+     "structured-pruning format_version is '2'"),
+])
+def test_header_fields_of_the_wrong_type_or_impossible_value_are_one_line(
+        tmp_path: Path, dotted: str, value: object, match: str) -> None:
+    _, path = _saved(tmp_path)
+    header = torch.load(path, weights_only=True)
+    _edit(header, dotted, value)
+    torch.save(header, path)
+    message = _assert_refused(path, match)
+    assert "\n" not in message and str(path) in message
+
+
+def test_metrics_that_trainers_write_still_load(tmp_path: Path) -> None:
+    _, path = _saved(tmp_path)
+    header = torch.load(path, weights_only=True)
+    assert load_checkpoint(path).metrics == {"test_acc": 0.5}
+    header["metrics"] = {"test_acc": None, "epoch": 3, "val_acc": float("nan")}  # what trainers write
+    torch.save(header, path)
+    assert load_checkpoint(path).metrics["epoch"] == 3

@@ -136,3 +136,78 @@ def test_cli_dry_run_lists_cells_and_their_state(tmp_path: Path, capsys: pytest.
     assert "new       criterion=lnpt" in out and "resume    criterion=snip" in out and "2 cell(s)" in out
     assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--criterion", "snip"]) == 2
     assert "--criterion is set per cell" in capsys.readouterr().err
+
+
+def _children(pid: int) -> list[int]:
+    """Live (non-zombie) processes whose parent is ``pid``, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
+def test_killing_the_sweep_ends_its_workers_and_a_rerun_resumes_every_cell(digits_teacher_path, tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sweep = tmp_path / "kill.json"
+    sweep.write_text(json.dumps({
+        "data": {"dataset": "digits", "batch_size": 64, "train_subset": 320, "test_subset": 128},
+        "model": {"model": "lenet5"},
+        "teacher": {"teacher": str(digits_teacher_path)}, "prune": {"batches": 2, "score_batch_size": 64},
+        "train": {"epochs": 3}, "grid": {"seed": [0, 1, 2, 3]}}))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "lnpt", "sweep", str(sweep), "--out", str(out), "--jobs", "2", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("seed=*/config.json")):  # a cell has started
+            assert proc.poll() is None and time.monotonic() < deadline, "the sweep did not start a cell"
+            time.sleep(0.1)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [w for w in workers if _alive(w)], "worker processes outlived the killed sweep"
+    finally:
+        proc.kill()
+    assert not all((out / f"seed={s}" / "summary.json").is_file() for s in range(4))  # it was interrupted
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert all((out / f"seed={s}" / "summary.json").is_file() for s in range(4))
+    assert not (out / "failures.json").exists()
+
+
+def test_an_out_of_range_grid_value_is_refused_before_any_cell(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"grid": {"sparsity": [0.9, 1.5]}}))
+    rec = Recorder()
+    with pytest.raises(Exception, match=r"sweep cell sparsity=1.5 is invalid: .*sparsity"):
+        run_sweep(sweep_from_dict({"grid": {"sparsity": [0.9, 1.5]}}), tmp_path / "direct", runner=rec,
+                  progress=False, log=lambda s: None)
+    assert rec.calls == [] and not (tmp_path / "direct").exists()
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sparsity=1.5" in err
+    assert not (tmp_path / "out").exists()

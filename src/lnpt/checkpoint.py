@@ -7,6 +7,7 @@ classes), the dataset's normalisation, metrics and the library version. Writes a
 """
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,12 +117,18 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an lnpt checkpoint (no '{FORMAT}' header); "
                               "train one with `lnpt teacher train`")
-    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer lnpt (format {payload['format_version']}); upgrade lnpt")
+    version = payload.get("format_version", 0)
+    if not _is_int(version):
+        raise CheckpointError(f"{path} has a damaged header: format_version is {version!r}, not a number")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer lnpt (format {version}); upgrade lnpt")
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path} has no valid 'state_dict' (a dict of parameter name -> tensor)")
+    problem = header_problem(payload)
+    if problem:
+        raise CheckpointError(f"{path} has a damaged header: {problem}; re-save it with lnpt, or use another file")
     try:
         return Checkpoint(
             model_name=str(payload["model"]["name"]), width=float(payload["model"]["width"]),
@@ -131,3 +138,99 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} has an incomplete lnpt header (missing {exc})") from None
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _ints(v: object, n: int | None = None, least: int = 0) -> bool:
+    return (isinstance(v, (list, tuple)) and (n is None or len(v) == n)
+            and all(_is_int(i) and i >= least for i in v))
+
+
+def header_problem(payload: dict) -> str | None:
+    """What is wrong with a checkpoint header's fields (types and possible values), or None.
+
+    ``torch.load(weights_only=True)`` guarantees plain data, not sensible data: a hand-edited or
+    foreign file could say ``num_classes: -3`` or ``input_shape: [1, 0, 28]`` and fail deep
+    inside model construction. Every field is checked here, so loading ends in one line.
+    """
+    model = payload.get("model")
+    if not isinstance(model, dict):
+        return "'model' is missing or not a table"
+    if not isinstance(model.get("name"), str) or not model["name"]:
+        return f"model name is {model.get('name')!r}, not a non-empty string"
+    width = model.get("width")
+    if not _is_number(width) or not math.isfinite(width) or width <= 0:
+        return f"model width is {width!r}, not a positive number"
+    if not isinstance(model.get("args", {}), dict):
+        return "model args are not a table"
+    problem = _dataset_problem(payload.get("dataset"))
+    if problem:
+        return problem
+    masked = payload.get("masked", [])
+    if not isinstance(masked, list) or not all(isinstance(m, str) for m in masked):
+        return "'masked' is not a list of parameter names"
+    metrics = payload.get("metrics", {})
+    if not isinstance(metrics, dict):
+        return "'metrics' is not a table"
+    for k, v in metrics.items():
+        if not (v is None or _is_number(v)):
+            return f"metric {k!r} is {v!r}, not a number"
+    extra = payload.get("extra", {})
+    if not isinstance(extra, dict):
+        return "'extra' is not a table"
+    return _structured_problem(extra["structured"]) if extra.get("structured") else None
+
+
+def _dataset_problem(d: object) -> str | None:
+    if not isinstance(d, dict):
+        return "'dataset' is missing or not a table"
+    if not isinstance(d.get("name"), str):
+        return f"dataset name is {d.get('name')!r}, not a string"
+    shape = d.get("input_shape")
+    if not _ints(shape, 3, least=1):
+        return f"input_shape is {shape!r}, not three positive integers (channels, height, width)"
+    n = d.get("num_classes")
+    if not _is_int(n) or n < 1:
+        return f"num_classes is {n!r}, not a positive integer"
+    for key in ("mean", "std"):
+        v = d.get(key)
+        if not (isinstance(v, list) and len(v) in (1, shape[0])
+                and all(_is_number(x) and math.isfinite(x) for x in v)):
+            return f"dataset {key} is {str(v)[:80]}, not {shape[0]} finite number(s), one per channel"
+    if any(x <= 0 for x in d["std"]):
+        return f"dataset std {d['std']!r} has a value <= 0"
+    if not isinstance(d.get("hflip", False), bool):
+        return f"hflip is {d.get('hflip')!r}, not true or false"
+    if not _is_int(d.get("crop_padding", 0)) or d.get("crop_padding", 0) < 0:
+        return f"crop_padding is {d.get('crop_padding')!r}, not an integer >= 0"
+    classes = d.get("classes", [])
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or \
+            (classes and len(classes) != n):
+        return f"classes is not a list of {n} names"
+    return None
+
+
+def _structured_problem(info: object) -> str | None:
+    """The channel-pruning record (see :mod:`lnpt.surgery.rebuild`): history and channels."""
+    if not isinstance(info, dict):
+        return "the structured-pruning record is not a table"
+    if not _is_int(info.get("format_version", 0)):
+        return f"the structured-pruning format_version is {info.get('format_version')!r}, not a number"
+    history = info.get("history", [])
+    if not isinstance(history, list):
+        return "the channel-pruning history is not a list"
+    for i, step in enumerate(history):
+        if not (isinstance(step, (list, tuple)) and len(step) == 3 and isinstance(step[0], str)
+                and isinstance(step[1], bool) and _ints(step[2])):
+            return f"channel-pruning history step {i} is {str(step)[:80]}, not [layer, is_output, [indices]]"
+    channels = info.get("channels", {})
+    if not isinstance(channels, dict) or not all(isinstance(k, str) and _ints(v, 2) for k, v in channels.items()):
+        return "the structured-pruning channel counts are not a table of layer -> [in, out]"
+    return None

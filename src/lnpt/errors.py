@@ -28,3 +28,8 @@ class TrainingError(LnptError):
 
 class TeacherMismatchError(LnptError):
     pass
+
+
+class DataError(LnptError):
+    """Dataset files that are readable but hold what the dataset cannot be (images of another
+    size, labels outside the classes, a size that cannot fit in memory)."""

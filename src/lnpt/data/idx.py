@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise ValueError(f"{path} is truncated (header)")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_DTYPES[data[2]])
-    count = int(np.prod(shape)) if shape else 0
+    count = math.prod(shape) if shape else 0  # Python ints: a forged header cannot overflow
     if len(data) - header < count * dtype.itemsize:
         raise ValueError(f"{path} is truncated: expected {count} items of shape {shape}")
     return np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(shape).copy()

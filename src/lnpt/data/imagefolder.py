@@ -11,6 +11,7 @@ Rules (also in docs/DATA.md):
 * **Size**: when all images share one size it is kept. Otherwise every image is resized
   (bilinear) to the most common size among the *training* images, ties going to the larger
   area. An optional ``lnpt-dataset.json`` in ``<data_dir>`` overrides it with ``"size": [H, W]``.
+  Sides above ``MAX_SIDE`` and datasets larger than the free memory are refused up front.
 * **Normalisation** is the per-channel mean/std of the training images.
 * **Augmentation**: random crop with ``round(min(H, W) / 8)`` pixels of padding; no horizontal
   flips unless ``lnpt-dataset.json`` says ``"hflip": true`` (flips change the meaning of text,
@@ -19,6 +20,7 @@ Rules (also in docs/DATA.md):
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,13 +28,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DatasetNotFoundError
+from ..errors import DataError, DatasetNotFoundError
 from .info import DatasetInfo, RawData
 from .registry import DATASETS
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 GRAY_MODES = {"1", "L", "LA"}
 OPTIONS_FILE = "lnpt-dataset.json"
+#: Largest image side accepted: far beyond what a CNN trained here needs, small enough that a
+#: typo (60000 for 600) is caught before the pixels are allocated.
+MAX_SIDE = 4096
+#: Memory per decoded pixel and channel: the uint8 images plus the float copy for the statistics.
+BYTES_PER_PIXEL = 5
 _OPTION_KEYS = {"size", "hflip", "crop_padding"}
 
 _HOW = ("an image folder needs --data-dir pointing at a folder with train/<class>/<images> and "
@@ -61,9 +68,30 @@ def _read_options(root: Path) -> dict[str, Any]:
             f"{path} must be a JSON object with keys among {', '.join(sorted(_OPTION_KEYS))}")
     size = opts.get("size")
     if size is not None and not (isinstance(size, list) and len(size) == 2
-                                 and all(isinstance(v, int) and v > 0 for v in size)):
+                                 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
         raise DatasetNotFoundError(f"{path}: \"size\" must be [height, width] in pixels")
+    if size is not None and max(size) > MAX_SIDE:
+        raise DataError(f"{path}: \"size\" {size[0]}x{size[1]} is larger than {MAX_SIDE} pixels a side; "
+                        "give the size to train at (e.g. [64, 64]), or remove it to keep the images' own")
     return opts
+
+
+def _check_fits(root: Path, n_images: int, channels: int, size: tuple[int, int]) -> None:
+    """Refuse a decoded dataset that cannot fit in memory, before allocating it (a MemoryError
+    with a traceback otherwise, or a machine brought to swapping)."""
+    need = n_images * channels * size[0] * size[1] * BYTES_PER_PIXEL
+    have = _available_memory()
+    if have is not None and need > have:
+        raise DataError(
+            f"{root}: {n_images} images at {size[0]}x{size[1]} need about {need / 2**30:.1f} GiB of memory, "
+            f"{have / 2**30:.1f} GiB are free; set a smaller \"size\" in {root / OPTIONS_FILE} (e.g. [64, 64])")
+
+
+def _available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX: no check
+        return None
 
 
 def _scan(root: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]], list[tuple[Path, int]]]:
@@ -136,6 +164,10 @@ def load_image_folder(data_dir: Path | None) -> RawData:
     probes = {p: _probe(p) for p, _ in train + test}
     mode = "L" if all(m in GRAY_MODES for m, _ in probes.values()) else "RGB"
     size = tuple(opts["size"]) if "size" in opts else _common_size([probes[p][1] for p, _ in train])
+    if max(size) > MAX_SIDE:
+        raise DataError(f"{root}: the training images are {size[0]}x{size[1]}, larger than {MAX_SIDE} pixels "
+                        f"a side; set \"size\" in {root / OPTIONS_FILE} to the size to train at (e.g. [64, 64])")
+    _check_fits(root, len(train) + len(test), 1 if mode == "L" else 3, size)  # type: ignore[arg-type]
     train_x, train_y = _decode(train, mode, size)  # type: ignore[arg-type]
     test_x, test_y = _decode(test, mode, size)  # type: ignore[arg-type]
     pixels = train_x.float().div(255.0)

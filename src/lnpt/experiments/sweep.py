@@ -4,16 +4,24 @@ Each cell is a normal run directory ``SWEEP_DIR/<cell name>/`` written by
 :func:`lnpt.recipes.pipeline.run_pipeline`. Re-running a sweep is always safe and cheap:
 
 * a cell with ``summary.json`` is finished and skipped;
-* a cell folder without it was interrupted and is resumed (``resume=True``);
+* a cell folder without it was interrupted and is resumed (``resume=True``; decided when the
+  cell starts, so a folder left by a killed sweep is resumed, never refused);
 * a cell that raises is recorded in ``SWEEP_DIR/failures.json`` and the others go on; a later
   successful attempt removes its entry.
 
 With ``jobs > 1`` cells run in separate processes (spawn: a clean interpreter, no forked torch
 state), each limited to one torch thread so N jobs use N cores instead of fighting over them.
+Workers die with the sweep, however it ends (SIGKILL of the sweep included: see
+:func:`_die_with_parent`). Every cell's settings are validated before the first cell runs.
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import os
+import signal
+import sys
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -27,13 +35,18 @@ from tqdm.auto import tqdm
 
 from ..atomic import write_text
 from ..config import RunConfig, settings_differences
+from ..errors import ConfigError, LnptError
+from ..pruning.student import validate
 from ..recipes.pipeline import run_pipeline
 from ..run_folder import RunDirError, RunFolder
+from ..train import wants_prefetch
 from .grid import Cell, SweepSpec
 
 FAILURES_FILE = "failures.json"
 SWEEP_FILE = "sweep.json"
 Runner = Callable[..., dict]  # runner(cfg, out, resume=..., progress=...) -> summary dict
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_CHECK_SECONDS = 1.0
 
 
 def default_runner(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
@@ -64,15 +77,41 @@ class SweepResult:
         return self.names("failed")
 
 
-def _init_worker() -> None:
-
+def _init_worker(parent: int) -> None:
+    """Runs first in every worker process: one torch thread, and the worker's life tied to the
+    sweep's. A sweep that is killed (any signal, SIGKILL included) must not leave workers that
+    finish their cells and start new ones next to a rerun."""
     torch.set_num_threads(1)
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``). Everywhere:
+    a daemon thread checks once a second that the parent is still ours, which also covers a
+    parent that died before the first line of this worker ran."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no usable libc: the watcher below still works
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="lnpt-sweep-parent").start()
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(PARENT_CHECK_SECONDS)
+        if os.getppid() != parent:
+            os._exit(1)  # orphaned: the sweep is gone, stop now rather than after the cell
 
 
 def _run_cell(runner: Runner, name: str, cfg: RunConfig, out: Path, resume: bool) -> CellOutcome:
     """Run one cell and turn any exception into a recorded failure (also in worker processes,
     where an exception would otherwise only surface as a pickled traceback)."""
     t0 = time.perf_counter()
+    resume = resume or out.is_dir()  # decided now: a folder may have appeared since the sweep planned
     try:
         summary = runner(cfg, out, resume=resume, progress=False)
     except Exception as exc:  # noqa: BLE001  (a cell's failure must not stop the sweep)
@@ -101,6 +140,19 @@ def _config_mismatch(cell: Cell, cell_dir: Path) -> str | None:
     have = saved.get(section, {}).get(key) if key else saved.get(section)
     want = getattr(getattr(cell.config, section), key) if key else getattr(cell.config, section)
     return f"{changed[0]}: folder has {have!r}, sweep wants {want!r}"
+
+
+def validate_cells(cells: list[Cell]) -> None:
+    """Run the checks every cell's run would make first (pruning settings, prefetch), on every
+    cell before the first one starts: a value out of range in the grid (``sparsity: [0.9,
+    1.5]``) is found now, not after the other cells have run for hours. Nothing is trained."""
+    for cell in cells:
+        try:
+            validate(cell.config.prune)
+            wants_prefetch(cell.config.teacher.teacher_prefetch, None)
+        except (LnptError, ValueError) as exc:
+            raise ConfigError(f"sweep cell {cell.name} is invalid: {exc}; fix the sweep file "
+                              "(no cell was run)") from None
 
 
 class _Failures:
@@ -134,10 +186,11 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, jobs: int = 1, runner: Run
     ``jobs > 1`` it must be picklable (a module-level function).
     """
     sweep_dir = Path(sweep_dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
     runner = runner or default_runner
     say = log or tqdm.write
     cells = spec.cells()
+    validate_cells(cells)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
     write_text(sweep_dir / SWEEP_FILE, json.dumps({**spec.to_dict(), "cells": [c.name for c in cells]}, indent=2) + "\n")
     failures = _Failures(sweep_dir)
     outcomes: list[CellOutcome] = []
@@ -191,7 +244,8 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, jobs: int = 1, runner: Run
 def _run_parallel(todo: list[tuple[Cell, bool]], sweep_dir: Path, jobs: int, runner: Runner,
                   finish: Callable[[CellOutcome, bool], None]) -> None:
     ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                             initargs=(os.getpid(),)) as pool:
         pending: dict[Future, tuple[Cell, bool]] = {
             pool.submit(_run_cell, runner, cell.name, cell.config, sweep_dir / cell.name, resume): (cell, resume)
             for cell, resume in todo}
