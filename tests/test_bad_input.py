@@ -110,7 +110,7 @@ for _name, _edit, _match in [
     ("metric-string", _set("metrics", "test_acc", "95%"), "metric 'test_acc' is '95%', not a number"),
     ("width-negative", _set("model", "width", -2.0), "model width is -2.0"),
     ("std-zero", _set("dataset", "std", [0.0]), "has a value <= 0"),
-    ("classes-mismatch", _set("dataset", "classes", ["a", "b", "c"]), "classes is not a list of 10 names"),
+    ("classes-not-names", _set("dataset", "classes", "0123456789"), "classes is 0123456789, not a list of class names"),
 ]:
     case(f"checkpoint-{_name}", _match)(lambda tmp, ckpt, env, e=_edit: _crafted(tmp, ckpt, e))
 

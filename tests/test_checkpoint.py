@@ -209,7 +209,7 @@ STRUCTURED = {"structured": {"format_version": 1, "history": [["conv.0", True, [
     ("dataset.std", [0.1, 0.2, 0.3, 0.4], "dataset std is"),
     ("dataset.hflip", "no", "hflip is 'no'"),
     ("dataset.crop_padding", -2, "crop_padding is -2"),
-    ("dataset.classes", ["a", "b"], "classes is not a list of 10 names"),
+    ("dataset.classes", [0, 1], r"classes is \[0, 1\], not a list of class names"),
     ("masked", "conv.0.weight", "'masked' is not a list"),
     ("metrics", [0.5], "'metrics' is not a table"),
     ("metrics.test_acc", "95%", "metric 'test_acc' is '95%', not a number"),
