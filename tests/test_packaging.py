@@ -97,8 +97,8 @@ from lnpt.extras import MissingExtraError
 
 bad = []
 for m in pkgutil.walk_packages(lnpt.__path__, "lnpt."):
-    # the FastAPI app itself is loaded by `teacher serve` only; __main__ runs the command
-    if m.name not in ("lnpt.serve.server", "lnpt.__main__"):
+    # the FastAPI app (and its admission control) is loaded by `teacher serve` only; __main__ runs the command
+    if m.name not in ("lnpt.serve.server", "lnpt.serve.admission", "lnpt.__main__"):
         try:
             importlib.import_module(m.name)
         except ImportError as exc:
