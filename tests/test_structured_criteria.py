@@ -9,13 +9,13 @@ from lnpt.data import DataSplits
 from lnpt.errors import PruningError
 from lnpt.models import create_model, feature_dim
 from lnpt.pruning.criteria import CRITERIA
+from lnpt.pruning.inputs import ScoringSource
 from lnpt.pruning.structured import (
     ChannelGraph,
     channel_criterion,
     channel_criterion_names,
     prune_channels,
 )
-from lnpt.pruning.structured.api import _scoring_inputs
 from lnpt.teachers import LocalTeacher
 from lnpt.teachers.base import TeacherInfo
 
@@ -30,7 +30,7 @@ def teacher(digits: DataSplits) -> LocalTeacher:
 def scores_for(name: str, model, digits: DataSplits, teacher, **cfg):
     crit = channel_criterion(name)
     prune_cfg = PruneConfig(criterion=name, structured=True, batches=2, score_batch_size=32, **cfg)
-    inputs, _ = _scoring_inputs(crit, prune_cfg, digits.train.unlabeled(), teacher, None, 0)
+    inputs, _ = ScoringSource(digits.train.unlabeled(), teacher, None, 0).build(crit, prune_cfg)
     groups = ChannelGraph(model, digits.info.input_shape).groups()
     return groups, crit.score(model, groups, inputs), inputs
 

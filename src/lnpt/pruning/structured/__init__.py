@@ -16,7 +16,7 @@ from ...surgery.channels import (
 )
 from ...surgery.rebuild import EXTRA_KEY, is_structured, rebuild, structured_extra
 from . import feature_map  # noqa: F401  (registers lnpt-fm)
-from .api import prune_channels, structured_needs_teacher, validate_structured_config
+from .api import CHANNELS, ChannelPruner, prune_channels, structured_needs_teacher, validate_structured_config
 from .criteria import (
                        CHANNEL_CRITERIA,
                        ChannelCriterion,
@@ -28,7 +28,8 @@ from .report import ChannelStat, StructuredReport
 from .selection import CHANNEL_SCOPES, kept_counts, plan_as_masks, plan_removal
 
 __all__ = [
-    "CHANNEL_CRITERIA", "CHANNEL_SCOPES", "ChannelCriterion", "ChannelGraph", "ChannelGroup", "ChannelMember",
+    "CHANNELS", "CHANNEL_CRITERIA", "CHANNEL_SCOPES", "ChannelCriterion", "ChannelGraph", "ChannelGroup",
+    "ChannelMember", "ChannelPruner",
     "ChannelStat", "EXTRA_KEY", "StructuredReport", "channel_counts", "channel_criterion",
     "channel_criterion_names", "is_structured", "kept_counts", "plan_as_masks", "plan_removal",
     "prune_channels", "rebuild", "register_channel_criterion", "replay", "structured_extra",

@@ -18,19 +18,15 @@ from torch import nn
 from ...config import PruneConfig, check_choice
 from ...data.views import LabeledSet, UnlabeledView
 from ...errors import PruningError
-from ...models import find_classifier
-from ...surgery.channels import ChannelGraph, channel_counts
+from ...surgery.channels import ChannelGraph, ChannelGroup, channel_counts
 from ...surgery.complexity import count_complexity
-from ...teachers.base import Teacher, check_compatible
-from ..api import draw_scoring_batches, validate_scoring_settings
-from ..criteria import LabelFn, ScoringInputs
+from ...surgery.rebuild import structured_extra
+from ...teachers.base import Teacher
+from ..inputs import ScoringSource, validate_scoring_settings
+from ..pruner import PruneOutcome, Pruner
 from .criteria import ChannelCriterion, channel_criterion
 from .report import ChannelStat, StructuredReport
 from .selection import CHANNEL_SCOPES, global_ratio_for_macs, plan_removal
-
-
-def _uses_teacher(crit: ChannelCriterion, cfg: PruneConfig) -> bool:
-    return crit.needs == "teacher" or (crit.needs == "labels" and cfg.label_source == "teacher")
 
 
 def validate_structured_config(cfg: PruneConfig) -> ChannelCriterion:
@@ -66,29 +62,7 @@ def _global_only(cfg: PruneConfig, field: str, known: tuple[str, ...], what: str
 
 def structured_needs_teacher(cfg: PruneConfig) -> bool:
     """Whether channel scoring with ``cfg`` asks the teacher anything."""
-    return _uses_teacher(channel_criterion(cfg.criterion), cfg)
-
-
-def _scoring_inputs(crit: ChannelCriterion, cfg: PruneConfig, data: UnlabeledView, teacher: Teacher | None,
-                    labeled: LabeledSet | None, seed: int) -> tuple[ScoringInputs, float]:
-    indices, batches = draw_scoring_batches(data, cfg, seed)
-    t0 = time.perf_counter()
-    guidance = tuple(teacher.guide(x) for x in batches) if _uses_teacher(crit, cfg) and teacher else None
-    teacher_seconds = time.perf_counter() - t0
-    labels: LabelFn | None = None
-    if crit.needs == "labels":
-        if cfg.label_source == "true":
-            if labeled is None or len(labeled) != len(data):
-                raise PruningError(f"label source 'true' needs the labeled set matching the scoring view "
-                                   f"for {crit.name}")
-            true = labeled.labels
-            labels = lambda i: true[indices[i]]  # noqa: E731
-        else:
-            assert guidance is not None
-            pseudo = guidance
-            labels = lambda i: pseudo[i].pseudo_labels  # noqa: E731
-    return ScoringInputs(batches, guidance, labels, data.info.input_shape, cfg,
-                         torch.Generator().manual_seed(seed)), teacher_seconds
+    return CHANNELS.needs_teacher(cfg)
 
 
 def _conv_linear_weights(model: nn.Module) -> int:
@@ -111,15 +85,13 @@ def prune_channels(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teac
                    seed: int = 0, labeled: LabeledSet | None = None) -> StructuredReport:
     """Score ``model``'s channels with ``cfg.criterion`` and remove ``cfg.channel_ratio`` of them
     in place (coupled layers stay consistent); the report carries the history to rebuild it."""
+    return _remove(model, cfg, ScoringSource(data, teacher, labeled, seed))
+
+
+def _remove(model: nn.Module, cfg: PruneConfig, source: ScoringSource) -> StructuredReport:
     crit = validate_structured_config(cfg)
-    info = data.info
-    if find_classifier(model).out_features != info.num_classes:
-        raise PruningError(f"the student has {find_classifier(model).out_features} outputs but dataset "
-                           f"{info.name} has {info.num_classes} classes")
-    if _uses_teacher(crit, cfg):
-        if teacher is None:
-            raise PruningError(f"channel criterion {crit.name} needs a teacher; pass one")
-        check_compatible(teacher.info, info)
+    source.check(model, crit, cfg)
+    info = source.data.info
     start = time.perf_counter()
     graph = ChannelGraph(model, info.input_shape)
     groups = graph.groups(prune_first=cfg.prune_first)
@@ -127,20 +99,9 @@ def prune_channels(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teac
         raise PruningError("the model has no prunable channel groups under these settings")
     before, counts_before = count_complexity(model, info.input_shape), channel_counts(model)
     weights_before = _conv_linear_weights(model)
-    inputs, teacher_seconds = _scoring_inputs(crit, cfg, data, teacher, labeled, seed)
+    inputs, teacher_seconds = source.build(crit, cfg)
     scores = crit.score(model, groups, inputs)
-    ratio, ranked, normalise = cfg.channel_ratio, scores, True
-    price = _plan_pricer(model, info.input_shape)
-    if cfg.channel_scope == "global" and cfg.channel_norm == "per-mac":
-        # One channel's price in each group, at the dense widths: what removing it saves.
-        ranked = {g.root: scores[g.root].to(torch.float64) / max(before.macs - price({g.root: [0]}), 1)
-                  for g in groups}
-        normalise = False
-    if cfg.channel_budget == "macs":
-        target = price(plan_removal(groups, scores, ratio, "layer", cfg.min_channels, cfg.round_to))
-        ratio = global_ratio_for_macs(groups, ranked, target, price, cfg.min_channels, cfg.round_to,
-                                      normalise=normalise)
-    plan = plan_removal(groups, ranked, ratio, cfg.channel_scope, cfg.min_channels, cfg.round_to, normalise)
+    plan, ratio = _plan(model, cfg, groups, scores, before.macs, info.input_shape)
     history = graph.remove(plan)
     seconds = time.perf_counter() - start
     counts_after = channel_counts(model)
@@ -155,3 +116,39 @@ def prune_channels(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teac
         groups=len(groups), layers=layers, before=before, after=count_complexity(model, info.input_shape),
         weights_before=weights_before, weights_after=_conv_linear_weights(model), seconds=seconds,
         teacher_seconds=teacher_seconds, history=history)
+
+
+def _plan(model: nn.Module, cfg: PruneConfig, groups: list[ChannelGroup], scores: dict[str, torch.Tensor],
+          dense_macs: int, input_shape: tuple[int, ...]) -> tuple[dict[str, list[int]], float]:
+    """The removal plan for ``scores`` under the channel settings, and the global ratio it used."""
+    ratio, ranked, normalise = cfg.channel_ratio, scores, True
+    price = _plan_pricer(model, input_shape)
+    if cfg.channel_scope == "global" and cfg.channel_norm == "per-mac":
+        # One channel's price in each group, at the dense widths: what removing it saves.
+        ranked = {g.root: scores[g.root].to(torch.float64) / max(dense_macs - price({g.root: [0]}), 1)
+                  for g in groups}
+        normalise = False
+    if cfg.channel_budget == "macs":
+        target = price(plan_removal(groups, scores, ratio, "layer", cfg.min_channels, cfg.round_to))
+        ratio = global_ratio_for_macs(groups, ranked, target, price, cfg.min_channels, cfg.round_to,
+                                      normalise=normalise)
+    plan = plan_removal(groups, ranked, ratio, cfg.channel_scope, cfg.min_channels, cfg.round_to, normalise)
+    return plan, ratio
+
+
+class ChannelPruner(Pruner):
+    """Removes whole channels physically: the network really shrinks."""
+
+    def criterion(self, cfg: PruneConfig) -> ChannelCriterion:
+        return channel_criterion(cfg.criterion)
+
+    def validate(self, cfg: PruneConfig) -> ChannelCriterion:
+        return validate_structured_config(cfg)
+
+    def prune(self, model: nn.Module, cfg: PruneConfig, source: ScoringSource) -> PruneOutcome:
+        report = _remove(model, cfg, source)
+        return PruneOutcome(report.to_dict(), report.to_markdown(), report.sparsity,
+                            structured_extra(model, report.history))
+
+
+CHANNELS = ChannelPruner()
