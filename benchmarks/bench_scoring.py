@@ -34,7 +34,7 @@ import time
 import torch
 from torch import nn
 
-from lnpt.config import PruneConfig
+from lnpt.config import prune_settings
 from lnpt.data import load_data
 from lnpt.models import create_model, feature_dim
 from lnpt.pruning import CRITERIA, PruneReport, prunable_names, prune_at_init
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
-            cfg = PruneConfig(criterion=name, sparsity=args.sparsity, batches=args.batches,
+            cfg = prune_settings(criterion=name, sparsity=args.sparsity, batches=args.batches,
                               score_batch_size=args.batch_size)
             student = create_model(args.model, data.info.input_shape, data.info.num_classes, seed=0)
             report = prune_at_init(student, cfg, view, teacher, seed=0)
@@ -151,9 +151,10 @@ def reference_synflow(model: nn.Module, names: list[str], input_shape: tuple[int
 def compare_reference(args: argparse.Namespace, data) -> int:
     """lnpt's SynFlow vs :func:`reference_synflow`, interleaved; medians, ratio, mask agreement."""
     view, shape, classes = data.train.unlabeled(), data.info.input_shape, data.info.num_classes
-    cfg = PruneConfig(criterion="synflow", sparsity=args.sparsity, rounds=args.rounds, batches=args.batches,
-                      score_batch_size=args.batch_size)
-    names = prunable_names(create_model(args.model, shape, classes, seed=0), cfg.prune_first, cfg.prune_classifier)
+    cfg = prune_settings(criterion="synflow", sparsity=args.sparsity, rounds=args.rounds, batches=args.batches,
+                         score_batch_size=args.batch_size)
+    names = prunable_names(create_model(args.model, shape, classes, seed=0), cfg.prune.prune_first,
+                           cfg.weights.prune_classifier)
 
     def run_lnpt() -> PruneReport:
         return prune_at_init(create_model(args.model, shape, classes, seed=0), cfg, view, None, seed=0)

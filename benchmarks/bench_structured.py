@@ -29,11 +29,12 @@ import torch
 from lnpt.checkpoint import load_checkpoint
 from lnpt.config import (
     DataConfig,
+    LossConfig,
     ModelConfig,
-    PruneConfig,
     RunConfig,
     TeacherConfig,
     TrainConfig,
+    prune_settings,
 )
 from lnpt.export.latency import bench_latency, speedup
 from lnpt.export.source import deployable
@@ -76,16 +77,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def config(args: argparse.Namespace, model: str, width: float, criterion: str, ratio: float) -> RunConfig:
-    prune = (PruneConfig(criterion=criterion, structured=True, channel_ratio=ratio, round_to=args.round_to,
-                         batches=4, score_batch_size=256, score_tau=args.score_tau)
-             if criterion != "dense" else PruneConfig(criterion="magnitude", sparsity=0.0))
+    prune = (prune_settings(criterion=criterion, structured=True, channel_ratio=ratio, round_to=args.round_to,
+                            batches=4, score_batch_size=256, score_tau=args.score_tau)
+             if criterion != "dense" else prune_settings(criterion="magnitude", sparsity=0.0))
     return RunConfig(
         data=DataConfig(dataset=args.dataset, train_subset=args.train_subset, batch_size=128),
         model=ModelConfig(model=model, width=width), teacher=TeacherConfig(teacher=args.teacher),
-        prune=prune,
+        prune=prune.prune, weights=prune.weights, channels=prune.channels, score=prune.score,
+        loss=LossConfig(tau=args.tau),
         # The recipe is spelled out rather than taken from TrainConfig's defaults, so that a change of
         # defaults neither changes these numbers silently nor breaks resuming the run folders.
-        train=TrainConfig(loss="lnpt", epochs=args.epochs, lr=args.lr, eval_every=args.epochs, tau=args.tau,
+        train=TrainConfig(loss="lnpt", epochs=args.epochs, lr=args.lr, eval_every=args.epochs,
                           warmup_epochs=args.warmup_epochs, clip_grad_norm=args.clip_grad_norm),
         seed=args.seed)
 

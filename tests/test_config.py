@@ -10,7 +10,7 @@ def test_toml_and_yaml_round_trip(tmp_path):
     (tmp_path / "a.yaml").write_text("seed: 3\nprune:\n  sparsity: 0.95\n  criterion: snip\ntrain:\n  epochs: 2\n")
     a, b = load_config_file(tmp_path / "a.toml"), load_config_file(tmp_path / "a.yaml")
     assert a == b
-    assert (a.seed, a.prune.sparsity, a.prune.criterion, a.train.epochs) == (3, 0.95, "snip", 2)
+    assert (a.seed, a.weights.sparsity, a.prune.criterion, a.train.epochs) == (3, 0.95, "snip", 2)
     assert a.train.lr == RunConfig().train.lr  # untouched settings keep defaults
 
 
@@ -36,7 +36,7 @@ def test_choices_are_checked():
 
 def test_flat_overrides_go_to_their_section():
     cfg = replace_flat(RunConfig(), {"sparsity": 0.5, "epochs": 7, "seed": 2, "model": "resnet20"})
-    assert (cfg.prune.sparsity, cfg.train.epochs, cfg.seed, cfg.model.model) == (0.5, 7, 2, "resnet20")
+    assert (cfg.weights.sparsity, cfg.train.epochs, cfg.seed, cfg.model.model) == (0.5, 7, 2, "resnet20")
     kept = replace_flat(run_config_from_dict({"seed": 5}), {"epochs": 1})
     assert kept.seed == 5  # a seed from a file survives overrides of other settings
     with pytest.raises(ConfigError, match="unknown setting 'sparsty'"):

@@ -40,7 +40,7 @@ def test_toml_grid_expands_to_cross_product_plus_extra(tmp_path: Path) -> None:
     assert cells[-1].name == "criterion=random,sparsity=0.9"
     assert len({c.name for c in cells}) == len(cells)
     c = next(c for c in cells if c.name == "criterion=snip,sparsity=0.95,seed=1")
-    assert (c.config.prune.criterion, c.config.prune.sparsity, c.config.seed) == ("snip", 0.95, 1)
+    assert (c.config.prune.criterion, c.config.weights.sparsity, c.config.seed) == ("snip", 0.95, 1)
     assert c.config.data.dataset == "digits" and c.config.train.epochs == 2 and c.config.train.lr == 0.1
 
 

@@ -32,19 +32,19 @@ LAYERS = {"conv1.weight": 150, "conv2.weight": 2400, "fc1.weight": 48000}
 def runner(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
     """Writes the run files of `lnpt run` with the accuracies of ``ACC``."""
     out.mkdir(parents=True, exist_ok=True)
-    acc = ACC[(cfg.prune.criterion, cfg.prune.sparsity, cfg.train.loss)][cfg.seed]
+    acc = ACC[(cfg.prune.criterion, cfg.weights.sparsity, cfg.train.loss)][cfg.seed]
     (out / "config.json").write_text(json.dumps(to_dict(cfg)))
     # snip keeps more of conv1 than lnpt does; the counts do not depend on the loss (same mask).
     share = {"lnpt": [0.5, 0.2, 0.05], "snip": [0.9, 0.1, 0.04]}[cfg.prune.criterion]
     # The list layout of lnpt.pruning.report (the sweep tests use the mapping layout).
-    layers = [{"name": k, "kept": int(n * f * (1.0 - cfg.prune.sparsity) * 10), "size": n,
-               "kept_fraction": f * (1.0 - cfg.prune.sparsity) * 10} for (k, n), f in zip(LAYERS.items(), share)]
-    (out / "prune_report.json").write_text(json.dumps({"sparsity": cfg.prune.sparsity, "layers": layers,
+    layers = [{"name": k, "kept": int(n * f * (1.0 - cfg.weights.sparsity) * 10), "size": n,
+               "kept_fraction": f * (1.0 - cfg.weights.sparsity) * 10} for (k, n), f in zip(LAYERS.items(), share)]
+    (out / "prune_report.json").write_text(json.dumps({"sparsity": cfg.weights.sparsity, "layers": layers,
                                                        "seconds": 0.25 if cfg.prune.criterion == "lnpt" else 0.5}))
     (out / "metrics.jsonl").write_text("".join(
         json.dumps({"epoch": e, "test_acc": acc - 0.05 * (2 - e), "gap": 1 - acc, "weight_distance": e}) + "\n"
         for e in (1, 2)))
-    summary = {"final_acc": acc, "best_acc": acc + 0.005, "sparsity": cfg.prune.sparsity - 1e-4, "params": 1,
+    summary = {"final_acc": acc, "best_acc": acc + 0.005, "sparsity": cfg.weights.sparsity - 1e-4, "params": 1,
                "macs": 1, "seconds": 10.0 + cfg.seed, "train_seconds": 8.0, "criterion": cfg.prune.criterion, "loss": cfg.train.loss,
                "model": cfg.model.model, "seed": cfg.seed}
     (out / "summary.json").write_text(json.dumps(summary))
@@ -154,13 +154,13 @@ VARIANT_ACC = {("lnpt", "layer", None): [0.86, 0.79, 0.88], ("snip", "global", 1
 
 
 def variant_runner(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
-    if (cfg.prune.criterion, cfg.prune.scope, cfg.prune.rounds) == ("lnpt", "global", None):
+    if (cfg.prune.criterion, cfg.weights.scope, cfg.weights.rounds) == ("lnpt", "global", None):
         return runner(cfg, out, resume, progress)
-    acc = VARIANT_ACC[(cfg.prune.criterion, cfg.prune.scope, cfg.prune.rounds)][cfg.seed]
+    acc = VARIANT_ACC[(cfg.prune.criterion, cfg.weights.scope, cfg.weights.rounds)][cfg.seed]
     (out).mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(to_dict(cfg)))
     (out / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "test_acc": acc}) + "\n")
-    summary = {"final_acc": acc, "best_acc": acc, "sparsity": cfg.prune.sparsity, "seconds": 1.0,
+    summary = {"final_acc": acc, "best_acc": acc, "sparsity": cfg.weights.sparsity, "seconds": 1.0,
                "criterion": cfg.prune.criterion, "loss": cfg.train.loss, "model": cfg.model.model, "seed": cfg.seed}
     (out / "summary.json").write_text(json.dumps(summary))
     return summary

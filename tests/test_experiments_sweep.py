@@ -16,7 +16,7 @@ LAYERS = {"conv1.weight": 150, "conv2.weight": 2400, "fc1.weight": 48000, "fc2.w
 
 def fake_accuracy(cfg: RunConfig) -> float:
     bonus = {"lnpt": 0.05, "snip": 0.03, "random": 0.0}.get(cfg.prune.criterion, 0.01)
-    return round(0.80 + bonus - 0.2 * (cfg.prune.sparsity - 0.9) + 0.01 * cfg.seed, 6)
+    return round(0.80 + bonus - 0.2 * (cfg.weights.sparsity - 0.9) + 0.01 * cfg.seed, 6)
 
 
 def fake_runner(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True,
@@ -28,10 +28,10 @@ def fake_runner(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
     if cfg.prune.criterion in fail:
         raise RuntimeError("synthetic failure in grasp")
     acc = fake_accuracy(cfg)
-    density = 1 - cfg.prune.sparsity
+    density = 1 - cfg.weights.sparsity
     layers = {k: {"kept": max(1, int(n * density)), "total": n, "kept_fraction": max(1, int(n * density)) / n}
               for k, n in LAYERS.items()}
-    (out / "prune_report.json").write_text(json.dumps({"sparsity": cfg.prune.sparsity, "layers": layers, "seconds": 0.5}))
+    (out / "prune_report.json").write_text(json.dumps({"sparsity": cfg.weights.sparsity, "layers": layers, "seconds": 0.5}))
     with open(out / "metrics.jsonl", "w") as f:
         for e in range(cfg.train.epochs):
             a = acc - 0.1 * (cfg.train.epochs - 1 - e)
@@ -39,7 +39,7 @@ def fake_runner(cfg: RunConfig, out: Path, resume: bool = False, progress: bool 
                                 "train_acc": a, "test_acc": a, "teacher_agreement": a, "gap": 1.0 - a,
                                 "gap_raw": 2.0 - a, "weight_distance": e + 1.0, "weight_distance_rel": 0.1 * (e + 1)}) + "\n")
     (out / "final.pt").write_bytes(b"")
-    summary = {"final_acc": acc, "best_acc": acc + 0.001, "sparsity": cfg.prune.sparsity, "params": 100, "macs": 1000,
+    summary = {"final_acc": acc, "best_acc": acc + 0.001, "sparsity": cfg.weights.sparsity, "params": 100, "macs": 1000,
                "seconds": 2.0, "criterion": cfg.prune.criterion, "loss": cfg.train.loss, "model": cfg.model.model,
                "seed": cfg.seed}
     (out / "summary.json").write_text(json.dumps(summary))

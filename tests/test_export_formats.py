@@ -10,7 +10,7 @@ import torch
 
 from lnpt.checkpoint import save_checkpoint
 from lnpt.cli import main
-from lnpt.config import PruneConfig
+from lnpt.config import prune_settings
 from lnpt.data import DataSplits
 from lnpt.export import (
     export_onnx,
@@ -30,7 +30,7 @@ from lnpt.pruning.structured import prune_channels, structured_extra
 
 def structured_run(digits: DataSplits, folder: Path, name: str = "resnet20") -> Path:
     model = create_model(name, digits.info.input_shape, 10, 0.5, seed=0)
-    cfg = PruneConfig(criterion="magnitude", structured=True, channel_ratio=0.5, batches=1, score_batch_size=8)
+    cfg = prune_settings(criterion="magnitude", structured=True, channel_ratio=0.5, batches=1, score_batch_size=8)
     report = prune_channels(model, cfg, digits.train.unlabeled(), None)
     folder.mkdir()
     save_checkpoint(folder / "final.pt", model, name, 0.5, digits.info, extra=structured_extra(model, report.history))
@@ -39,7 +39,7 @@ def structured_run(digits: DataSplits, folder: Path, name: str = "resnet20") -> 
 
 def sparse_run(digits: DataSplits, folder: Path) -> Path:
     model = create_model("lenet5", digits.info.input_shape, 10, 1.0, seed=0)
-    prune_at_init(model, PruneConfig(criterion="magnitude", sparsity=0.9), digits.train.unlabeled(), None)
+    prune_at_init(model, prune_settings(criterion="magnitude", sparsity=0.9), digits.train.unlabeled(), None)
     folder.mkdir()
     save_checkpoint(folder / "final.pt", model, "lenet5", 1.0, digits.info)
     return folder

@@ -14,6 +14,8 @@ from lnpt.config import (
     RunConfig,
     TeacherConfig,
     TrainConfig,
+    WeightPruneConfig,
+    replace_flat,
 )
 from lnpt.errors import ConfigError
 from lnpt.recipes.pipeline import run_pipeline
@@ -24,7 +26,8 @@ def _cfg(teacher_path, **train):
         data=DataConfig(dataset="digits", batch_size=64),
         model=ModelConfig("lenet5"),
         teacher=TeacherConfig(teacher=str(teacher_path)),
-        prune=PruneConfig(criterion="lnpt", sparsity=0.8, batches=2, score_batch_size=64),
+        prune=PruneConfig(criterion="lnpt", batches=2, score_batch_size=64),
+        weights=WeightPruneConfig(sparsity=0.8),
         train=TrainConfig(**{"loss": "lnpt", "epochs": 3, **train}),
         seed=0,
     )
@@ -91,7 +94,7 @@ def test_a_config_json_without_newer_settings_still_resumes(digits_teacher_path,
     out = tmp_path / "run"
     first = run_pipeline(_cfg(digits_teacher_path, epochs=1), out, progress=False)
     saved = json.loads((out / "config.json").read_text())
-    del saved["teacher"]["teacher_prefetch"], saved["prune"]["round_to"]
+    del saved["teacher"]["teacher_prefetch"], saved["channels"]["round_to"]
     (out / "config.json").write_text(json.dumps(saved))
     assert run_pipeline(_cfg(digits_teacher_path, epochs=1), out, resume=True, progress=False) == first
 
@@ -103,7 +106,7 @@ def test_cli_run_with_config_file_and_override(digits_teacher_path, tmp_path, ca
     rc = main(["run", "--config", str(cfg), "--sparsity", "0.7", "--out", str(tmp_path / "r"), "--no-progress"])
     assert rc == 0
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert saved["prune"]["sparsity"] == 0.7 and saved["prune"]["criterion"] == "magnitude"
+    assert saved["weights"]["sparsity"] == 0.7 and saved["prune"]["criterion"] == "magnitude"
     assert "final test accuracy" in capsys.readouterr().out
 
 
@@ -140,16 +143,17 @@ def test_bad_prune_settings_are_refused_before_the_run_directory_exists(digits_t
 
     cfg = _cfg(digits_teacher_path, epochs=1)
     out = tmp_path / "run"
-    bad = dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, structured=True, channel_ratio=1.5))
+    bad = replace_flat(cfg, {"structured": True, "channel_ratio": 1.5})
     with pytest.raises(PruningError, match="channel-ratio"):
         run_pipeline(bad, out, progress=False)
     assert not out.exists()
 
 
-def _early(cfg, epochs, **prune):
+def _early(cfg, epochs, early_schedule="restart", **prune):
     import dataclasses
 
-    return dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, prune_after_epochs=epochs, **prune))
+    cfg = replace_flat(cfg, {"prune_after_epochs": epochs, **prune})
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, early_schedule=early_schedule))
 
 
 def test_early_pruning_scores_the_trained_dense_student(digits_teacher_path, tmp_path):
@@ -220,8 +224,7 @@ def test_negative_prune_after_epochs_is_refused(digits_teacher_path, tmp_path, c
 def _from(cfg, path, **prune):
     import dataclasses
 
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=str(path)),
-                               prune=dataclasses.replace(cfg.prune, **prune))
+    return replace_flat(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, init_from=str(path))), prune)
 
 
 def test_init_from_prunes_and_fine_tunes_a_trained_dense_student(digits_teacher_path, tmp_path):

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from lnpt.config import PruneConfig
+from lnpt.config import prune_settings
 from lnpt.data import LabeledSet, UnlabeledView
 from lnpt.errors import PruningError, TeacherMismatchError
 from lnpt.models import create_model
@@ -39,7 +39,7 @@ class _TrapLabels(LabeledSet):
 
 
 def _masks(digits, teacher, train: LabeledSet, **cfg):
-    report = prune_at_init(_student(digits), PruneConfig(sparsity=0.9, **FAST, **cfg), train.unlabeled(), teacher,
+    report = prune_at_init(_student(digits), prune_settings(sparsity=0.9, **FAST, **cfg), train.unlabeled(), teacher,
                            seed=0, labeled=train)
     return report.masks
 
@@ -66,7 +66,7 @@ def test_true_label_source_does_read_labels(digits, digits_teacher):
 
 def test_report_contents(digits, digits_teacher):
     model = _student(digits)
-    report = prune_at_init(model, PruneConfig(criterion="lnpt", sparsity=0.95, **FAST), digits.train.unlabeled(),
+    report = prune_at_init(model, prune_settings(criterion="lnpt", sparsity=0.95, **FAST), digits.train.unlabeled(),
                            digits_teacher, seed=0)
     names = prunable_names(model)
     assert [layer.name for layer in report.layers] == names and "classifier.weight" not in names
@@ -84,7 +84,7 @@ def test_report_contents(digits, digits_teacher):
 
 
 def test_same_seed_same_masks_other_seed_other_batches(digits, digits_teacher):
-    run = lambda seed: prune_at_init(_student(digits), PruneConfig(sparsity=0.9, **FAST),  # noqa: E731
+    run = lambda seed: prune_at_init(_student(digits), prune_settings(sparsity=0.9, **FAST),  # noqa: E731
                                      digits.train.unlabeled(), digits_teacher, seed=seed).masks
     a, b, c = run(0), run(0), run(1)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -95,7 +95,7 @@ def test_same_seed_same_masks_other_seed_other_batches(digits, digits_teacher):
 @pytest.mark.parametrize("criterion", ["lnpt", "random"])
 def test_iterative_rounds_keep_exact_count(digits, digits_teacher, scope, criterion):
     model = _student(digits)
-    report = prune_at_init(model, PruneConfig(criterion=criterion, sparsity=0.9, rounds=3, scope=scope,
+    report = prune_at_init(model, prune_settings(criterion=criterion, sparsity=0.9, rounds=3, scope=scope,
                                               min_kept=0, **FAST), digits.train.unlabeled(), digits_teacher)
     assert report.rounds == 3
     if scope == "global":
@@ -108,7 +108,7 @@ def test_iterative_rounds_keep_exact_count(digits, digits_teacher, scope, criter
 def test_synflow_is_iterative_and_restores_weights_and_batchnorm(digits):
     model = _student(digits, "resnet20", width=0.25)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    report = prune_at_init(model, PruneConfig(criterion="synflow", sparsity=0.9, **FAST), digits.train.unlabeled(), None)
+    report = prune_at_init(model, prune_settings(criterion="synflow", sparsity=0.9, **FAST), digits.train.unlabeled(), None)
     assert report.rounds == 100 and report.label_source is None
     after = model.state_dict()
     masks = report.masks
@@ -122,9 +122,9 @@ def test_synflow_is_iterative_and_restores_weights_and_batchnorm(digits):
 
 def test_classifier_dense_by_default_and_scored_with_pseudo_ce(digits, digits_teacher):
     with pytest.raises(PruningError, match="score-ce-weight"):
-        prune_at_init(_student(digits), PruneConfig(prune_classifier=True, **FAST), digits.train.unlabeled(),
+        prune_at_init(_student(digits), prune_settings(prune_classifier=True, **FAST), digits.train.unlabeled(),
                       digits_teacher)
-    report = prune_at_init(_student(digits), PruneConfig(prune_classifier=True, score_ce_weight=1.0, prune_first=False,
+    report = prune_at_init(_student(digits), prune_settings(prune_classifier=True, score_ce_weight=1.0, prune_first=False,
                                                          sparsity=0.5, **FAST), digits.train.unlabeled(), digits_teacher)
     kept = {x.name: x.kept_fraction for x in report.layers}
     assert "classifier.weight" in kept and "conv.0.weight" not in kept
@@ -133,8 +133,8 @@ def test_classifier_dense_by_default_and_scored_with_pseudo_ce(digits, digits_te
 
 def test_existing_masks_are_kept_pruned(digits):
     model = _student(digits)
-    first = prune_at_init(model, PruneConfig(criterion="random", sparsity=0.5, **FAST), digits.train.unlabeled(), None)
-    second = prune_at_init(model, PruneConfig(criterion="random", sparsity=0.8, **FAST), digits.train.unlabeled(), None,
+    first = prune_at_init(model, prune_settings(criterion="random", sparsity=0.5, **FAST), digits.train.unlabeled(), None)
+    second = prune_at_init(model, prune_settings(criterion="random", sparsity=0.8, **FAST), digits.train.unlabeled(), None,
                            seed=7)
     for name, mask in second.masks.items():
         assert (mask <= first.masks[name]).all(), name
@@ -145,21 +145,21 @@ def test_existing_masks_are_kept_pruned(digits):
 @pytest.mark.parametrize("sparsity", [-0.1, 1.0, 1.5, math.nan])
 def test_sparsity_out_of_range(digits, sparsity):
     with pytest.raises(PruningError, match=r"sparsity must be in \[0, 1\)"):
-        prune_at_init(_student(digits), PruneConfig(criterion="magnitude", sparsity=sparsity),
+        prune_at_init(_student(digits), prune_settings(criterion="magnitude", sparsity=sparsity),
                       digits.train.unlabeled(), None)
 
 
 def test_unknown_criterion_lists_known(digits):
     with pytest.raises(PruningError, match="unknown criterion 'snp'; known: grasp, lnpt"):
-        prune_at_init(_student(digits), PruneConfig(criterion="snp"), digits.train.unlabeled(), None)
+        prune_at_init(_student(digits), prune_settings(criterion="snp"), digits.train.unlabeled(), None)
 
 
 def test_zero_scoring_batches(digits, digits_teacher):
     with pytest.raises(PruningError, match="zero scoring batches"):
-        prune_at_init(_student(digits), PruneConfig(batches=0), digits.train.unlabeled(), digits_teacher)
+        prune_at_init(_student(digits), prune_settings(batches=0), digits.train.unlabeled(), digits_teacher)
     empty = UnlabeledView(digits.train._images[:0], digits.info)
     with pytest.raises(PruningError, match="zero scoring batches"):
-        prune_at_init(_student(digits), PruneConfig(criterion="magnitude"), empty, None)
+        prune_at_init(_student(digits), prune_settings(criterion="magnitude"), empty, None)
 
 
 def test_teacher_with_other_classes_or_input_shape(digits, digits_teacher):
@@ -167,20 +167,20 @@ def test_teacher_with_other_classes_or_input_shape(digits, digits_teacher):
     view5 = UnlabeledView(digits.train._images, info5)
     model5 = create_model("lenet5", digits.info.input_shape, 5, seed=0)
     with pytest.raises(TeacherMismatchError, match="10 classes vs the data's 5"):
-        prune_at_init(model5, PruneConfig(**FAST), view5, digits_teacher)
+        prune_at_init(model5, prune_settings(**FAST), view5, digits_teacher)
     big = torch.zeros(20, 1, 12, 12, dtype=torch.uint8)
     view12 = UnlabeledView(big, dataclasses.replace(digits.info, input_shape=(1, 12, 12)))
     with pytest.raises(TeacherMismatchError, match="input shape"):
-        prune_at_init(create_model("lenet5", (1, 12, 12), 10, seed=0), PruneConfig(**FAST), view12, digits_teacher)
+        prune_at_init(create_model("lenet5", (1, 12, 12), 10, seed=0), prune_settings(**FAST), view12, digits_teacher)
     with pytest.raises(PruningError, match="5 outputs"):
-        prune_at_init(model5, PruneConfig(**FAST), digits.train.unlabeled(), digits_teacher)
+        prune_at_init(model5, prune_settings(**FAST), digits.train.unlabeled(), digits_teacher)
 
 
 def test_missing_teacher_or_labels(digits):
     with pytest.raises(PruningError, match="needs a teacher"):
-        prune_at_init(_student(digits), PruneConfig(**FAST), digits.train.unlabeled(), None)
+        prune_at_init(_student(digits), prune_settings(**FAST), digits.train.unlabeled(), None)
     with pytest.raises(PruningError, match="needs the labeled set"):
-        prune_at_init(_student(digits), PruneConfig(criterion="snip", label_source="true", **FAST),
+        prune_at_init(_student(digits), prune_settings(criterion="snip", label_source="true", **FAST),
                       digits.train.unlabeled(), None)
 
 
@@ -190,13 +190,13 @@ def test_non_finite_scores(digits, digits_teacher, criterion):
     with torch.no_grad():
         model.conv[0].weight[0, 0, 0, 0] = math.nan
     with pytest.raises(PruningError, match="non-finite"):
-        prune_at_init(model, PruneConfig(criterion=criterion, **FAST), digits.train.unlabeled(), digits_teacher)
+        prune_at_init(model, prune_settings(criterion=criterion, **FAST), digits.train.unlabeled(), digits_teacher)
     assert get_masks(model) == {}  # nothing was attached
 
 
 def test_kl_needs_softmax(digits, digits_teacher):
     with pytest.raises(PruningError, match="softmax"):
-        prune_at_init(_student(digits), PruneConfig(score_smoothing="l2", **FAST), digits.train.unlabeled(),
+        prune_at_init(_student(digits), prune_settings(score_smoothing="l2", **FAST), digits.train.unlabeled(),
                       digits_teacher)
 
 
@@ -209,5 +209,5 @@ def test_unknown_scoring_setting_is_refused_for_weights_and_channels(field, valu
 
     for structured in (False, True):
         with pytest.raises(PruningError, match=message):
-            prune_student(_student(digits), PruneConfig(criterion="magnitude", structured=structured, **{field: value}),
+            prune_student(_student(digits), prune_settings(criterion="magnitude", structured=structured, **{field: value}),
                           digits.train.unlabeled(), None)

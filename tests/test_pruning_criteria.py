@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lnpt.config import PruneConfig
+from lnpt.config import prune_settings
 from lnpt.models import create_model, feature_dim
 from lnpt.pruning import apply_masks, get_masks, prunable_names, prune_at_init
 from lnpt.pruning.criteria import CRITERIA, ScoringInputs
 from lnpt.pruning.criteria.grasp import TEMPERATURE
+from lnpt.pruning.inputs import criterion_settings
 from lnpt.pruning.selection import density_schedule, keep_count
 from lnpt.teachers.base import Guidance
 
@@ -36,9 +37,11 @@ class TwoLayer(nn.Module):
         return self.classifier(self.hidden(x.flatten(1)))
 
 
-def _inputs(batches, guidance=None, labels=None, **cfg) -> ScoringInputs:
-    return ScoringInputs(tuple(batches), None if guidance is None else tuple(guidance), labels, (1, 1, 2),
-                         PruneConfig(**cfg), torch.Generator().manual_seed(0))
+def _inputs(batches, guidance=None, labels=None, shape=(1, 1, 2), **flat) -> ScoringInputs:
+    """Scoring inputs with the LNPT score settings (criteria that declare none ignore them)."""
+    cfg = prune_settings(**flat)
+    return ScoringInputs(tuple(batches), None if guidance is None else tuple(guidance), labels, shape,
+                         cfg.prune, torch.Generator().manual_seed(0), criterion_settings(CRITERIA.get("lnpt"), cfg.score))
 
 
 def _ones(model: nn.Module, names=("hidden.weight", "classifier.weight")) -> dict[str, torch.Tensor]:
@@ -180,8 +183,8 @@ def test_scoring_leaves_model_unchanged(name, score_bn, digits, digits_teacher):
     masks = {n: torch.ones(model.get_submodule(n.rpartition(".")[0]).weight.shape) for n in names[:-1]}
     batches = [x for _, x in digits.train.unlabeled().batches(32, limit=2)]
     guidance = [digits_teacher.guide(x) for x in batches]
-    inputs = ScoringInputs(tuple(batches), tuple(guidance), lambda i: guidance[i].pseudo_labels,
-                           digits.info.input_shape, PruneConfig(score_bn=score_bn), torch.Generator().manual_seed(0))
+    inputs = _inputs(batches, guidance, lambda i: guidance[i].pseudo_labels, digits.info.input_shape,
+                     score_bn=score_bn)
     masks_before = get_masks(model)
     scores = CRITERIA.get(name).score(model, masks, inputs)
     assert set(scores) == set(masks)
@@ -244,8 +247,7 @@ def test_fitted_score_adapter_ignores_the_order_of_the_teachers_features(criteri
     scores = {}
     for adapter in ("auto", "fit"):
         for name, guid in (("given", guidance), ("permuted", permuted)):
-            inputs = ScoringInputs(tuple(batches), tuple(guid), None, digits.info.input_shape,
-                                   PruneConfig(score_adapter=adapter), torch.Generator().manual_seed(0))
+            inputs = _inputs(batches, guid, None, digits.info.input_shape, score_adapter=adapter)
             scores[adapter, name] = CRITERIA.get(criterion).score(model, masks, inputs)
     def change(adapter: str, k: str) -> float:
         a, b = scores[adapter, "given"][k], scores[adapter, "permuted"][k]
@@ -279,7 +281,7 @@ def _synflow_case(seed: int = 0):
 
 def test_synflow_scores_equal_a_plain_implementation_bit_for_bit():
     model, masks = _synflow_case()
-    inputs = ScoringInputs((), None, None, (1, 8, 8), PruneConfig(), torch.Generator())
+    inputs = ScoringInputs((), None, None, (1, 8, 8), prune_settings().prune, torch.Generator())
     scores = CRITERIA.get("synflow").score(model, masks, inputs)
     expected = _plain_synflow(model, masks, (1, 8, 8))
     assert set(scores) == set(masks)
@@ -297,7 +299,7 @@ def test_synflow_leaves_a_plain_model_untouched_without_copying_it():
     before = _state(model)
     versions = {k: v._version for k, v in model.state_dict(keep_vars=True).items()}
     flags = {n: m.training for n, m in model.named_modules()}
-    inputs = ScoringInputs((), None, None, (1, 8, 8), PruneConfig(), torch.Generator())
+    inputs = ScoringInputs((), None, None, (1, 8, 8), prune_settings().prune, torch.Generator())
     CRITERIA.get("synflow").score(model, masks, inputs)
     assert all(params[n] is p for n, p in model.named_parameters())
     for k, v in model.state_dict(keep_vars=True).items():
@@ -342,7 +344,7 @@ class _Deep(nn.Module):
 def test_synflow_redoes_an_overflowing_network_in_float64():
     model = _Deep()
     masks = {"layers.0.weight": torch.ones(4, 4), "layers.39.weight": torch.ones(4, 4)}
-    inputs = ScoringInputs((), None, None, (1, 1, 4), PruneConfig(), torch.Generator())
+    inputs = ScoringInputs((), None, None, (1, 1, 4), prune_settings().prune, torch.Generator())
     scores = CRITERIA.get("synflow").score(model, masks, inputs)
     expected = _plain_synflow(model, masks, (1, 1, 4), torch.float64)
     assert not torch.isfinite(_plain_synflow(model, masks, (1, 1, 4))["layers.0.weight"]).all()
@@ -355,7 +357,7 @@ def test_synflow_shares_one_stand_in_for_tied_weights():
     model = nn.Sequential(nn.Linear(3, 3, bias=False), nn.ReLU(), nn.Linear(3, 3, bias=False))
     model[2].weight = model[0].weight  # tied: one parameter under two names
     masks = {"0.weight": torch.tensor([[1.0, 0.0, 1.0]] * 3)}
-    inputs = ScoringInputs((), None, None, (1, 1, 3), PruneConfig(), torch.Generator())
+    inputs = ScoringInputs((), None, None, (1, 1, 3), prune_settings().prune, torch.Generator())
     scores = CRITERIA.get("synflow").score(model, masks, inputs)
     assert torch.equal(scores["0.weight"], _plain_synflow(model, masks, (1, 1, 3))["0.weight"])
     assert model[2].weight is model[0].weight
@@ -383,12 +385,12 @@ def test_iterative_synflow_masks_equal_a_plain_reference_with_exact_counts(digit
     model = create_model("resnet20", (1, 8, 8), 10, width=0.25, seed=3)
     names = prunable_names(model)
     expected = _plain_iterative_synflow(model, names, 0.1, 30)
-    report = prune_at_init(copy.deepcopy(model), PruneConfig(criterion="synflow", sparsity=0.9, rounds=30,
+    report = prune_at_init(copy.deepcopy(model), prune_settings(criterion="synflow", sparsity=0.9, rounds=30,
                                                              min_kept=0), view, None)
     total = sum(m.numel() for m in expected.values())
     assert sum(int(m.sum()) for m in report.masks.values()) == keep_count(total, 0.1)
     assert all(torch.equal(report.masks[n], expected[n]) for n in names)
-    guarded = prune_at_init(copy.deepcopy(model), PruneConfig(criterion="synflow", sparsity=0.999, rounds=30,
+    guarded = prune_at_init(copy.deepcopy(model), prune_settings(criterion="synflow", sparsity=0.999, rounds=30,
                                                               min_kept=5), view, None)
     assert guarded.collapse_events
     kept = {n: int(m.sum()) for n, m in guarded.masks.items()}

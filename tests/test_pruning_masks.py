@@ -8,14 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from lnpt.checkpoint import load_checkpoint, save_checkpoint
-from lnpt.config import PruneConfig
+from lnpt.config import prune_settings
 from lnpt.models import create_model
 from lnpt.pruning import get_masks, prepare_for_masks, prune_at_init, remove_masks
 
 
 def _pruned(digits, criterion: str = "magnitude", model: str = "lenet5"):
     student = create_model(model, digits.info.input_shape, 10, seed=0)
-    report = prune_at_init(student, PruneConfig(criterion=criterion, sparsity=0.8), digits.train.unlabeled(), None)
+    report = prune_at_init(student, prune_settings(criterion=criterion, sparsity=0.8), digits.train.unlabeled(), None)
     return student, report.masks
 
 

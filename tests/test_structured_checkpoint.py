@@ -10,7 +10,7 @@ import torch
 
 from lnpt.checkpoint import load_checkpoint, save_checkpoint
 from lnpt.cli import main
-from lnpt.config import PruneConfig
+from lnpt.config import prune_settings
 from lnpt.data import DataSplits
 from lnpt.errors import CheckpointError
 from lnpt.models import create_model, feature_dim
@@ -19,7 +19,7 @@ from lnpt.pruning.structured import channel_counts, prune_channels, structured_e
 
 def pruned(digits: DataSplits, name: str = "resnet20", ratio: float = 0.5):
     model = create_model(name, digits.info.input_shape, 10, 0.5, seed=0)
-    cfg = PruneConfig(criterion="magnitude", structured=True, channel_ratio=ratio, batches=1, score_batch_size=8)
+    cfg = prune_settings(criterion="magnitude", structured=True, channel_ratio=ratio, batches=1, score_batch_size=8)
     report = prune_channels(model, cfg, digits.train.unlabeled(), None)
     return model, report
 
@@ -56,7 +56,7 @@ def test_cli_prune_structured(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
                  "--dataset", "digits", "--model", "resnet20", "--width", "0.5", "--batches", "1", "--out", str(out)])
     assert code == 0
     report = json.loads((out / "prune_report.json").read_text())
-    assert report["structured"] and report["config"]["prune"]["round_to"] == 4
+    assert report["structured"] and report["config"]["channels"]["round_to"] == 4
     layers = {x["name"]: x for x in report["layers"]}
     assert (layers["conv1"]["out_before"], layers["conv1"]["out_after"]) == (8, 4)
     assert report["params_after"] < report["params_before"] and report["macs_after"] < report["macs_before"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lnpt.config import PruneConfig
+from lnpt.config import prune_settings
 from lnpt.data import DataSplits
 from lnpt.errors import PruningError
 from lnpt.models import create_model, feature_dim
@@ -29,7 +29,7 @@ def teacher(digits: DataSplits) -> LocalTeacher:
 
 def scores_for(name: str, model, digits: DataSplits, teacher, **cfg):
     crit = channel_criterion(name)
-    prune_cfg = PruneConfig(criterion=name, structured=True, batches=2, score_batch_size=32, **cfg)
+    prune_cfg = prune_settings(criterion=name, structured=True, batches=2, score_batch_size=32, **cfg)
     inputs, _ = ScoringSource(digits.train.unlabeled(), teacher, None, 0).build(crit, prune_cfg)
     groups = ChannelGraph(model, digits.info.input_shape).groups()
     return groups, crit.score(model, groups, inputs), inputs
@@ -85,7 +85,7 @@ def test_random_channel_scores_follow_the_seed(digits: DataSplits) -> None:
 @pytest.mark.parametrize("criterion", ["lnpt", "lnpt-fm", "snip", "magnitude", "random"])
 def test_prune_channels_every_criterion(digits: DataSplits, teacher, criterion: str) -> None:
     model = create_model("resnet20", digits.info.input_shape, 10, 0.5, seed=0)
-    cfg = PruneConfig(criterion=criterion, structured=True, channel_ratio=0.5, batches=2, score_batch_size=32)
+    cfg = prune_settings(criterion=criterion, structured=True, channel_ratio=0.5, batches=2, score_batch_size=32)
     report = prune_channels(model, cfg, digits.train.unlabeled(), teacher, seed=0)
     assert report.after.params < 0.3 * report.before.params and report.after.macs < 0.3 * report.before.macs
     assert model.classifier.in_features == 16 and model.classifier.out_features == 10
@@ -99,7 +99,7 @@ def test_prune_channels_every_criterion(digits: DataSplits, teacher, criterion: 
 def test_magnitude_keeps_the_largest_filters(digits: DataSplits) -> None:
     model = create_model("vgg11", digits.info.input_shape, 10, 0.25, seed=0)
     original = model.features[0].weight.detach().clone()
-    cfg = PruneConfig(criterion="magnitude", structured=True, channel_ratio=0.5, batches=1, score_batch_size=8)
+    cfg = prune_settings(criterion="magnitude", structured=True, channel_ratio=0.5, batches=1, score_batch_size=8)
     prune_channels(model, cfg, digits.train.unlabeled(), None)
     top = original.abs().sum((1, 2, 3)).argsort(descending=True)[:8].sort().values
     torch.testing.assert_close(model.features[0].weight, original[top])
@@ -108,9 +108,9 @@ def test_magnitude_keeps_the_largest_filters(digits: DataSplits) -> None:
 def test_teacher_criteria_need_a_teacher(digits: DataSplits) -> None:
     model = create_model("lenet5", digits.info.input_shape, 10, seed=0)
     with pytest.raises(PruningError, match="needs a teacher"):
-        prune_channels(model, PruneConfig(criterion="lnpt-fm", structured=True), digits.train.unlabeled(), None)
+        prune_channels(model, prune_settings(criterion="lnpt-fm", structured=True), digits.train.unlabeled(), None)
     with pytest.raises(PruningError, match="min-channels"):
-        prune_channels(model, PruneConfig(criterion="random", structured=True, min_channels=0),
+        prune_channels(model, prune_settings(criterion="random", structured=True, min_channels=0),
                        digits.train.unlabeled(), None)
 
 
@@ -128,7 +128,7 @@ def test_lnpt_feature_map_sum_abs_lets_positions_cancel(digits: DataSplits, teac
     ratio = sum_abs[first] / abs_sum[first]
     assert float(ratio.max() - ratio.min()) > 1e-3  # not a common factor: the ranking can change
     with pytest.raises(PruningError, match="unknown --fm-saliency 'taylor'"):
-        prune_channels(model, PruneConfig(criterion="lnpt-fm", structured=True, fm_saliency="taylor"),
+        prune_channels(model, prune_settings(criterion="lnpt-fm", structured=True, fm_saliency="taylor"),
                        digits.train.unlabeled(), teacher)
 
 
@@ -138,7 +138,7 @@ def test_mac_budget_spends_the_layer_wise_macs_on_a_global_allocation(digits: Da
     def pruned(**cfg):
         model = create_model("vgg11", digits.info.input_shape, 10, 0.25, seed=0)
         base = dict(criterion="magnitude", structured=True, channel_ratio=0.5, batches=1, score_batch_size=8)
-        return prune_channels(model, PruneConfig(**{**base, **cfg}), digits.train.unlabeled(), None, seed=0)
+        return prune_channels(model, prune_settings(**{**base, **cfg}), digits.train.unlabeled(), None, seed=0)
 
     layer = pruned().to_dict()
     macs = pruned(channel_scope="global", channel_budget="macs").to_dict()

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from lnpt.config import TrainConfig
+from lnpt.config import LossConfig, TrainConfig
 from lnpt.features import FeatureAdapter
 from lnpt.teachers.base import Guidance
 from lnpt.train import Batch, LossContext, create_loss, feature_distance
@@ -42,8 +42,7 @@ def test_pseudo_label_loss_uses_teacher_argmax():
 
 
 def test_lnpt_loss_is_ce_plus_beta_times_feature_term():
-    cfg = TrainConfig(loss="lnpt", beta=0.5, tau=2.0)
-    loss = create_loss(cfg, LossContext(2, 2))
+    loss = create_loss(TrainConfig(loss="lnpt"), LossContext(2, 2), LossConfig(beta=0.5, tau=2.0))
     value, parts = loss(torch.tensor([[LN(3.0), 0.0]]), torch.tensor([[2 * LN(3.0), 0.0]]),
                         _batch([[1.0, 2.0]], [[0.0, 0.0]]))
     assert parts["ce"] == pytest.approx(LN(4.0), rel=1e-6)
@@ -61,8 +60,7 @@ def test_lnpt_loss_owns_a_trainable_adapter_when_sizes_differ():
 
 
 def test_kd_loss_matches_formula():
-    cfg = TrainConfig(loss="kd", kd_tau=2.0, kd_alpha=0.7)
-    loss = create_loss(cfg, LossContext(2, 2))
+    loss = create_loss(TrainConfig(loss="kd"), LossContext(2, 2), LossConfig(kd_tau=2.0, kd_alpha=0.7))
     zs, zt = torch.tensor([[0.3, -0.2, 1.0]]), torch.tensor([[1.0, 0.0, 2.0]])
     ps, pt = torch.softmax(zs / 2, 1), torch.softmax(zt / 2, 1)
     kd = (pt * (pt.log() - ps.log())).sum() * 4

@@ -62,14 +62,63 @@ class TeacherConfig:
 
 @dataclass(frozen=True)
 class PruneConfig:
-    criterion: str = _f("lnpt", "pruning criterion (see `lnpt list criteria`)")
+    """What every pruning run reads, by weight masking or channel removal: the criterion, the
+    scoring batches, where labels come from and when the student is pruned."""
+    criterion: str = _f("lnpt", "pruning criterion (see `lnpt list criteria`, `lnpt list channel-criteria`)")
+    structured: bool = _f(False, "remove whole channels physically (the model really shrinks) instead of "
+                                 "masking weights; --criterion names the channel criterion")
+    batches: int = _f(4, "number of unlabeled scoring batches")
+    score_batch_size: int = _f(256, "batch size of the scoring batches")
+    score_bn: str = _f("train", "BatchNorm while scoring: 'train' normalises each scoring batch by its own "
+                                "statistics (as in training); 'frozen' first estimates the statistics on "
+                                "the scoring batches, then scores with them fixed, so a filter's scale is "
+                                "no longer invisible to the score", ("train", "frozen"))
+    label_source: str = _f("teacher", "labels for SNIP/GraSP: teacher pseudo-labels or true labels",
+                           ("teacher", "true"))
+    prune_first: bool = _f(True, "also prune the first layer")
+    prune_after_epochs: int = _f(0, "lnpt run: train the dense student label-free for this many epochs "
+                                    "before scoring and pruning it (0 = prune at initialisation, as the "
+                                    "paper; > 0 = early pruning: the scores see a partly trained network, "
+                                    "and --epochs more follow after pruning)")
+
+
+@dataclass(frozen=True)
+class WeightPruneConfig:
+    """Weight pruning (masks): read unless ``--structured``."""
     sparsity: float = _f(0.9, "fraction of prunable weights removed, in [0, 1)")
     scope: str = _f("global", "rank scores across all layers or within each layer", ("global", "layer"))
     rounds: int | None = _f(None, "scoring rounds (1 = one-shot; K > 1 = exponential density schedule d^(k/K), "
                                   "rescoring under the current mask); none = the criterion's own default "
                                   "(100 for synflow as in its paper, 1 for the others)")
-    batches: int = _f(4, "number of unlabeled scoring batches")
-    score_batch_size: int = _f(256, "batch size of the scoring batches")
+    prune_classifier: bool = _f(False, "also prune the final classifier (dense by default, as Synaptic-Flow)")
+    min_kept: int = _f(1, "layer-collapse guard: every prunable layer keeps at least this many weights")
+
+
+@dataclass(frozen=True)
+class ChannelPruneConfig:
+    """Channel pruning (physical removal): read with ``--structured``."""
+    channel_ratio: float = _f(0.5, "fraction of each layer's channels removed, in [0, 1)")
+    channel_scope: str = _f("layer", "the same ratio in every layer, or rank channels across "
+                                     "layers (scores normalised by their layer's mean)", ("layer", "global"))
+    channel_budget: str = _f("channels", "global scope: remove --channel-ratio of all channels "
+                                          "(channels), or as many as it takes to cost no more MACs than the "
+                                          "layer-wise plan at the same ratio (macs: the criterion only decides "
+                                          "how the same compute is spread over the layers)",
+                             ("channels", "macs"))
+    channel_norm: str = _f("mean", "global scope: how scores of different layers are made "
+                                   "comparable before one ranking: divided by their layer's mean (mean), or "
+                                   "by the MACs one channel of the layer costs (per-mac: saliency per unit "
+                                   "of compute, the greedy knapsack of resource-aware pruning)",
+                           ("mean", "per-mac"))
+    min_channels: int = _f(1, "every layer keeps at least this many channels")
+    round_to: int = _f(1, "round each layer's kept channel count to a multiple of this "
+                          "(8 suits CPU vector units); 1 = no rounding")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Criterion settings. Each criterion declares which of them it reads (its settings
+    dataclass in :mod:`lnpt.pruning.criteria`); the others are refused for it."""
     score_tau: float = _f(4.0, "temperature of the feature smoothing in the LNPT score")
     score_distance: str = _f("kl", "feature distance of the LNPT score", ("kl", "mse"))
     score_smoothing: str = _f("softmax", "feature smoothing of the LNPT score", ("softmax", "l2", "none"))
@@ -78,47 +127,12 @@ class PruneConfig:
                                     "compares channel i with teacher channel i when they match; 'fit' "
                                     "always fits the map, so an arbitrary pairing of a random student's "
                                     "channels with the teacher's does not steer the score", ("auto", "fit"))
-    score_bn: str = _f("train", "BatchNorm while scoring: 'train' normalises each scoring batch by its own "
-                                "statistics (as in training); 'frozen' first estimates the statistics on "
-                                "the scoring batches, then scores with them fixed, so a filter's scale is "
-                                "no longer invisible to the score", ("train", "frozen"))
-    label_source: str = _f("teacher", "labels for SNIP/GraSP: teacher pseudo-labels or true labels", ("teacher", "true"))
-    prune_first: bool = _f(True, "also prune the first layer")
-    prune_classifier: bool = _f(False, "also prune the final classifier (dense by default, as Synaptic-Flow)")
-    min_kept: int = _f(1, "layer-collapse guard: every prunable layer keeps at least this many weights")
     score_ce_weight: float = _f(0.0, "weight of the teacher pseudo-label cross-entropy added to L_fm in the "
                                      "lnpt scores, so the classifier gets a score (needed with --prune-classifier)")
-    structured: bool = _f(False, "remove whole channels physically (the model really shrinks) instead of "
-                                 "masking weights; --criterion names the channel criterion")
-    channel_ratio: float = _f(0.5, "structured: fraction of each layer's channels removed, in [0, 1)")
-    channel_scope: str = _f("layer", "structured: the same ratio in every layer, or rank channels across "
-                                     "layers (scores normalised by their layer's mean)", ("layer", "global"))
-    channel_budget: str = _f("channels", "structured, global scope: remove --channel-ratio of all channels "
-                                          "(channels), or as many as it takes to cost no more MACs than the "
-                                          "layer-wise plan at the same ratio (macs: the criterion only decides "
-                                          "how the same compute is spread over the layers)",
-                             ("channels", "macs"))
-    channel_norm: str = _f("mean", "structured, global scope: how scores of different layers are made "
-                                   "comparable before one ranking: divided by their layer's mean (mean), or "
-                                   "by the MACs one channel of the layer costs (per-mac: saliency per unit "
-                                   "of compute, the greedy knapsack of resource-aware pruning)",
-                           ("mean", "per-mac"))
-    min_channels: int = _f(1, "structured: every layer keeps at least this many channels")
-    fm_saliency: str = _f("abs-sum", "structured, criterion lnpt-fm: per sample, sum |a*g| over positions "
+    fm_saliency: str = _f("abs-sum", "channel criterion lnpt-fm: per sample, sum |a*g| over positions "
                                       "(abs-sum) or take |sum a*g| (sum-abs: the first-order change of L_fm when "
                                       "the channel is zeroed, Molchanov et al.'s Taylor criterion)",
                           ("abs-sum", "sum-abs"))
-    round_to: int = _f(1, "structured: round each layer's kept channel count to a multiple of this "
-                          "(8 suits CPU vector units); 1 = no rounding")
-    prune_after_epochs: int = _f(0, "lnpt run: train the dense student label-free for this many epochs "
-                                    "before scoring and pruning it (0 = prune at initialisation, as the "
-                                    "paper; > 0 = early pruning: the scores see a partly trained network, "
-                                    "and --epochs more follow after pruning)")
-    early_schedule: str = _f("restart", "with --prune-after-epochs N: the pruned student's training starts "
-                                        "its own learning-rate schedule (restart), or both phases follow "
-                                        "one schedule over N + --epochs epochs and pruning happens at epoch N "
-                                        "(continue: no second warm-up, no return to the peak rate)",
-                             ("restart", "continue"))
 
 
 @dataclass(frozen=True)
@@ -135,13 +149,34 @@ class TrainConfig:
     schedule: str = _f("cosine", "learning-rate schedule", ("cosine", "constant"))
     clip_grad_norm: float | None = _f(1.0, "clip the gradient's global L2 norm to this value (None: no clipping)")
     warmup_epochs: float = _f(1.0, "linear learning-rate warm-up over this many epochs before the schedule")
+    early_schedule: str = _f("restart", "with --prune-after-epochs N: the pruned student's training starts "
+                                        "its own learning-rate schedule (restart), or both phases follow "
+                                        "one schedule over N + --epochs epochs and pruning happens at epoch N "
+                                        "(continue: no second warm-up, no return to the peak rate)",
+                             ("restart", "continue"))
+    eval_every: int = _f(1, "evaluate (and log metrics) every N epochs")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss settings. Each loss declares which of them it reads (its settings dataclass in
+    :mod:`lnpt.train.losses`); the others are refused for it."""
     beta: float = _f(1.0, "weight of the feature-map term in the LNPT loss")
-    tau: float = _f(1.0, "temperature of the feature smoothing in the LNPT loss")
+    tau: float = _f(1.0, "temperature of the feature smoothing in the LNPT loss and in the learning-gap metric")
     distance: str = _f("kl", "feature distance in the LNPT loss", ("kl", "mse"))
     smoothing: str = _f("softmax", "feature smoothing in the LNPT loss", ("softmax", "l2", "none"))
     kd_tau: float = _f(4.0, "temperature of Hinton soft-target distillation (loss 'kd')")
     kd_alpha: float = _f(0.9, "weight of the soft targets in loss 'kd'")
-    eval_every: int = _f(1, "evaluate (and log metrics) every N epochs")
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    """Everything pruning reads: the shared settings, both modes' sections (only the chosen
+    one is read) and the criterion settings. :attr:`RunConfig.pruning` builds it."""
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    weights: WeightPruneConfig = field(default_factory=WeightPruneConfig)
+    channels: ChannelPruneConfig = field(default_factory=ChannelPruneConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
 
 
 @dataclass(frozen=True)
@@ -150,14 +185,25 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    weights: WeightPruneConfig = field(default_factory=WeightPruneConfig)
+    channels: ChannelPruneConfig = field(default_factory=ChannelPruneConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     seed: int = _f(0, "seed of the student's initialisation, scoring batches and training order")
+
+    @property
+    def pruning(self) -> PruneSettings:
+        return PruneSettings(self.prune, self.weights, self.channels, self.score)
 
 
 SECTIONS: dict[str, type] = {
-    "data": DataConfig, "model": ModelConfig, "teacher": TeacherConfig,
-    "prune": PruneConfig, "train": TrainConfig,
+    "data": DataConfig, "model": ModelConfig, "teacher": TeacherConfig, "prune": PruneConfig,
+    "weights": WeightPruneConfig, "channels": ChannelPruneConfig, "score": ScoreConfig,
+    "train": TrainConfig, "loss": LossConfig,
 }
+#: Which section owns each flat setting name (names are unique across sections).
+HOME: dict[str, str] = {f.name: name for name, cls in SECTIONS.items() for f in fields(cls)}
 
 
 def to_dict(cfg: Any) -> dict:
@@ -174,10 +220,79 @@ SECRET: frozenset[str] = frozenset({"teacher_token"})
 REDACTED = "<redacted>"
 
 
+#: Today's sections as they were before weight, channel, score and loss settings got their own
+#: (every key in its old order). Run folders and sweep files written then use this layout; a
+#: run's fingerprint and a sweep cell's name are computed from it, so they did not change.
+LEGACY_LAYOUT: dict[str, tuple[str, ...]] = {
+    "data": ("dataset", "data_dir", "val_fraction", "split_seed", "train_subset", "test_subset", "batch_size",
+             "augment"),
+    "model": ("model", "width", "init_from"),
+    "teacher": ("teacher", "teacher_cache", "teacher_store", "teacher_timeout", "teacher_retry_budget",
+                "teacher_token", "teacher_prefetch"),
+    "prune": ("criterion", "sparsity", "scope", "rounds", "batches", "score_batch_size", "score_tau",
+              "score_distance", "score_smoothing", "score_adapter", "score_bn", "label_source", "prune_first",
+              "prune_classifier", "min_kept", "score_ce_weight", "structured", "channel_ratio", "channel_scope",
+              "channel_budget", "channel_norm", "min_channels", "fm_saliency", "round_to", "prune_after_epochs",
+              "early_schedule"),
+    "train": ("loss", "epochs", "optimizer", "lr", "momentum", "weight_decay", "schedule", "clip_grad_norm",
+              "warmup_epochs", "beta", "tau", "distance", "smoothing", "kd_tau", "kd_alpha", "eval_every"),
+}
+#: Every flat setting name in the legacy order (the order of sweep cell names), seed last.
+SETTING_ORDER: tuple[str, ...] = tuple(k for keys in LEGACY_LAYOUT.values() for k in keys) + ("seed",)
+
+
+def _flat(cfg: RunConfig) -> dict[str, Any]:
+    return {k: v for name in SECTIONS for k, v in to_dict(getattr(cfg, name)).items()}
+
+
+def legacy_settings(cfg: RunConfig) -> dict:
+    """``cfg`` rendered in :data:`LEGACY_LAYOUT` (the five sections of config.json before the
+    change): what a run's fingerprint is computed from."""
+    flat = _flat(cfg)
+    return {**{section: {k: flat[k] for k in keys} for section, keys in LEGACY_LAYOUT.items()}, "seed": cfg.seed}
+
+
+def migrate_layout(d: dict) -> dict:
+    """A parsed config in either layout, in the current one: each key an old section held
+    that now lives elsewhere moves to its home (``prune.sparsity`` -> ``weights.sparsity``)."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+    for section, keys in LEGACY_LAYOUT.items():
+        values = out.get(section)
+        if not isinstance(values, dict):
+            continue
+        for key in [k for k in values if k in keys and HOME[k] != section]:
+            home = out.setdefault(HOME[key], {})
+            if not isinstance(home, dict):
+                continue  # reported as a bad section by run_config_from_dict
+            if key in home:
+                raise ConfigError(f"config key {key!r} is given twice: as '{section}.{key}' and '{HOME[key]}.{key}'")
+            home[key] = values.pop(key)
+    return out
+
+
+def given_settings(d: dict) -> set[str]:
+    """The flat names of the settings a parsed config (either layout) sets to something other
+    than their default: what a run that does not read them must refuse. (A saved config.json
+    lists every setting, so a default value in a file counts as not given.)"""
+    defaults = _flat(RunConfig())
+    return {k for v in migrate_layout(d).values() if isinstance(v, dict)
+            for k, value in v.items() if k in defaults and value != defaults[k]}
+
+
 def result_settings(cfg: RunConfig) -> dict:
     """The nested settings that decide a run's result: everything but :data:`OPERATIONAL`."""
+    return _without_operational(to_dict(cfg))
+
+
+def fingerprint_settings(cfg: RunConfig) -> dict:
+    """:func:`result_settings` in the legacy layout: hashed into a run's fingerprint, so a run
+    folder written before the layout changed keeps its name and resumes."""
+    return _without_operational(legacy_settings(cfg))
+
+
+def _without_operational(nested: dict) -> dict:
     return {k: ({kk: vv for kk, vv in v.items() if kk not in OPERATIONAL} if isinstance(v, dict) else v)
-            for k, v in to_dict(cfg).items()}
+            for k, v in nested.items()}
 
 
 def saved_settings(cfg: RunConfig) -> dict:
@@ -189,8 +304,10 @@ def saved_settings(cfg: RunConfig) -> dict:
 
 def settings_differences(saved: dict, cfg: RunConfig) -> list[str]:
     """``section.key`` of every result-deciding setting whose value in ``saved`` (a config.json
-    read back) differs from ``cfg``. Keys ``saved`` lacks are settings added after it was
-    written; they default to the old behaviour, so they count only if ``cfg`` changed them."""
+    read back, in either layout) differs from ``cfg``. Keys ``saved`` lacks are settings added
+    after it was written; they default to the old behaviour, so they count only if ``cfg``
+    changed them."""
+    saved = migrate_layout(saved)
     want = json.loads(json.dumps(result_settings(cfg)))
     defaults = json.loads(json.dumps(result_settings(RunConfig())))
     out = []
@@ -263,12 +380,14 @@ def check_choice(obj: Any, name: str, error: type[Exception] = ConfigError) -> N
 
 
 def run_config_from_dict(d: dict) -> RunConfig:
-    """Build a RunConfig from nested dicts (a parsed TOML/YAML/JSON file), rejecting unknown keys."""
+    """Build a RunConfig from nested dicts (a parsed TOML/YAML/JSON file, in the current or the
+    legacy layout), rejecting unknown keys."""
     if not isinstance(d, dict):
         raise ConfigError("a config file must hold a table/mapping at its top level")
     unknown = sorted(set(d) - set(SECTIONS) - {"seed"})
     if unknown:
         raise ConfigError(f"unknown config key {unknown[0]!r}; known: {', '.join(sorted(SECTIONS))}, seed")
+    d = migrate_layout(d)
     kwargs: dict[str, Any] = {}
     for name, cls in SECTIONS.items():
         section = d.get(name, {})
@@ -308,15 +427,23 @@ def load_config_file(path: str | Path) -> RunConfig:
 
 def replace_flat(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """Apply flat overrides (``{"sparsity": 0.95}``) to the section that owns each key."""
-    sections = {name: getattr(cfg, name) for name in SECTIONS}
-    top: dict[str, Any] = {"seed": cfg.seed}
+    changes: dict[str, dict[str, Any]] = {}
     for key, value in overrides.items():
-        if key == "seed":
-            top["seed"] = value
-            continue
-        owner = next((n for n, cls in SECTIONS.items() if key in {f.name for f in fields(cls)}), None)
-        if owner is None:
+        if key != "seed" and key not in HOME:
             raise ConfigError(f"unknown setting {key!r}")
-        sections[owner] = dataclasses.replace(sections[owner], **{key: value})
-        validate_section(sections[owner])
-    return RunConfig(**sections, **top)
+        if key != "seed":
+            changes.setdefault(HOME[key], {})[key] = value
+    sections = {}
+    for name, values in changes.items():
+        sections[name] = dataclasses.replace(getattr(cfg, name), **values)
+        validate_section(sections[name])
+    return dataclasses.replace(cfg, **sections, seed=overrides.get("seed", cfg.seed))
+
+
+def prune_settings(**flat: Any) -> PruneSettings:
+    """Pruning settings from flat names (``prune_settings(criterion="snip", sparsity=0.95)``),
+    each checked like a flag: the library's shorthand for what ``lnpt prune`` reads."""
+    unknown = [k for k in flat if HOME.get(k) not in ("prune", "weights", "channels", "score")]
+    if unknown:
+        raise ConfigError(f"{unknown[0]!r} is not a pruning setting")
+    return replace_flat(RunConfig(), flat).pruning

@@ -21,6 +21,7 @@ from ..config import (
     RunConfig,
     TeacherConfig,
     TrainConfig,
+    WeightPruneConfig,
     replace_flat,
 )
 from ..data import load_data
@@ -35,7 +36,8 @@ DEMO = RunConfig(
     data=DataConfig(dataset="fashion-mnist", batch_size=128),
     model=ModelConfig(model="lenet5", width=1.0),
     teacher=TeacherConfig(teacher="shipped", teacher_store=str(Path.home() / ".cache" / "lnpt" / "teacher-outputs")),
-    prune=PruneConfig(criterion="lnpt", sparsity=0.9),
+    prune=PruneConfig(criterion="lnpt"),
+    weights=WeightPruneConfig(sparsity=0.9),
     train=TrainConfig(loss="lnpt", epochs=8),
 )
 QUICK = {"train_subset": 2000, "test_subset": 1000, "epochs": 2}
@@ -88,7 +90,7 @@ def _demo(args: argparse.Namespace) -> int:
     for label, loss in (("label-free (LNPT loss)", "lnpt"), ("supervised (true labels)", "supervised")):
         run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=loss))
         print(f"== {label}: {cfg.model.model} pruned by {cfg.prune.criterion} to "
-              f"{cfg.prune.sparsity:.0%} sparsity, {cfg.train.epochs} epochs", file=sys.stderr)
+              f"{cfg.weights.sparsity:.0%} sparsity, {cfg.train.epochs} epochs", file=sys.stderr)
         summary = run_pipeline(run_cfg, out / loss, resume=True, progress=not args.no_progress)
         rows.append((label, summary))
     teacher = rows[0][1]["teacher"]

@@ -18,23 +18,30 @@ from typing import Callable
 
 from ..checkpoint import save_checkpoint
 from ..config import (
+    ChannelPruneConfig,
     DataConfig,
     ModelConfig,
     PruneConfig,
     RunConfig,
+    ScoreConfig,
     TeacherConfig,
+    WeightPruneConfig,
     replace_flat,
     to_dict,
 )
 from ..data import load_data
 from ..errors import ConfigError
 from ..pruning.student import prune_student, teacher_needed, validate
+from ..recipes.settings import check_given
 from ..recipes.start import build_student, load_start
 from ..run_folder import RunFolder
 from ..teachers import load_teacher
-from .options import add_section_args, overrides
+from .options import TITLES, add_help_all, add_section_args, overrides
 
 OUTPUTS = (RunFolder.STUDENT_INIT, RunFolder.PRUNE_REPORT, RunFolder.PRUNE_REPORT_MD)
+#: The sections ``lnpt prune`` reads, each a group of flags.
+PRUNE_SECTIONS: dict[str, type] = {"prune": PruneConfig, "weights": WeightPruneConfig,
+                                   "channels": ChannelPruneConfig, "score": ScoreConfig}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,11 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     f"OUT/{RunFolder.PRUNE_REPORT} and OUT/{RunFolder.PRUNE_REPORT_MD} (per-layer kept fraction, "
                     "sparsity, parameters and MACs before/after, scoring wall time), the names `lnpt run` uses. Example: lnpt prune --teacher teacher.pt --model resnet20 "
                     "--dataset fashion-mnist --criterion lnpt --sparsity 0.95 --out runs/prune-lnpt-95")
-    add_section_args(p, PruneConfig, title="pruning settings")
-    add_section_args(p, ModelConfig, title="student settings")
+    for name, cls in PRUNE_SECTIONS.items():
+        add_section_args(p, cls, title=TITLES[name], brief=True)
+    add_section_args(p, ModelConfig, title="student settings", brief=True)
     add_section_args(p, DataConfig, only={"dataset", "data_dir", "val_fraction", "split_seed", "train_subset"},
-                     title="data settings (scoring batches come from the unlabeled training split)")
-    add_section_args(p, TeacherConfig, skip={"teacher_cache"}, title="teacher settings")
+                     title="data settings (scoring batches come from the unlabeled training split)", brief=True)
+    add_section_args(p, TeacherConfig, skip={"teacher_cache"},
+                     title="teacher settings", brief=True)
+    add_help_all(p)
     p.add_argument("--seed", type=int, default=argparse.SUPPRESS,
                    help="seed of the student's initialisation and of the scoring batches (default: 0)")
     p.add_argument("--out", required=True, help="output folder (created; must not exist unless --overwrite)")
@@ -60,8 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _prune(args: argparse.Namespace) -> int:
 
-    cfg = replace_flat(RunConfig(), overrides(args, PruneConfig, ModelConfig, DataConfig, TeacherConfig))
-    validate(cfg.prune)  # cheap checks before loading anything
+    given = overrides(args, *PRUNE_SECTIONS.values(), ModelConfig, DataConfig, TeacherConfig)
+    cfg = replace_flat(RunConfig(), given)
+    check_given(cfg, given)
+    validate(cfg.pruning)  # cheap checks before loading anything
     if cfg.prune.prune_after_epochs:
         raise ConfigError("lnpt prune scores an untrained student; pruning after "
                           f"{cfg.prune.prune_after_epochs} epoch(s) of training needs the trainer: "
@@ -74,15 +86,17 @@ def _prune(args: argparse.Namespace) -> int:
     data = load_data(d.dataset, d.data_dir, d.val_fraction, d.split_seed, d.train_subset)
     model = build_student(cfg, data.info, load_start(cfg, data.info))
     teacher = None
-    if teacher_needed(cfg.prune):
+    if teacher_needed(cfg.pruning):
         t = cfg.teacher
         teacher = load_teacher(t.teacher, d.dataset, token=t.teacher_token, timeout=t.teacher_timeout,
                                retry_budget=t.teacher_retry_budget)
     labeled = data.train if cfg.prune.label_source == "true" else None
-    outcome = prune_student(model, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
+    outcome = prune_student(model, cfg.pruning, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
 
     summary = dict(outcome.report)
-    summary["config"] = {"prune": to_dict(cfg.prune), "model": to_dict(cfg.model), "data": to_dict(d),
+    mode = "channels" if cfg.prune.structured else "weights"
+    summary["config"] = {"prune": to_dict(cfg.prune), mode: to_dict(getattr(cfg, mode)),
+                         "score": to_dict(cfg.score), "model": to_dict(cfg.model), "data": to_dict(d),
                          "teacher": cfg.teacher.teacher if teacher is not None else None, "seed": cfg.seed}
 
     def write(folder: Path) -> None:

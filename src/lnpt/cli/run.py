@@ -4,31 +4,38 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import SECTIONS, RunConfig, load_config_file, replace_flat
+from ..config import SECTIONS, RunConfig, given_settings, read_settings_file, replace_flat, run_config_from_dict
 from ..recipes.pipeline import default_run_name, run_pipeline
+from ..recipes.settings import check_given
 from ..run_folder import RunFolder
-from .options import add_section_args, overrides
+from .options import add_run_sections, overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="prune a student with teacher guidance, train it label-free, evaluate",
         description="Prune at initialisation, train and evaluate one student. Settings come from "
-                    "--config (TOML/YAML/JSON with sections data, model, teacher, prune, train) and "
-                    "are overridden by flags.")
+                    "--config (TOML/YAML/JSON with sections data, model, teacher, prune, weights, channels, "
+                    "score, train, loss; the older layout with five sections still loads) and are overridden "
+                    "by flags. A flag the chosen mode does not read is refused. --help shows the common "
+                    "flags of each group, --help-all every flag.")
     p.add_argument("--config", help="run configuration file (.toml, .yaml, .json)")
     p.add_argument("--out", help="run directory (default: runs/<model>-<criterion>-s<sparsity>-<loss>-seed<seed>-<hash>)")
     p.add_argument("--resume", action="store_true", help="continue a stopped run in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="seed of init, scoring and training order (default: 0)")
-    for cls in SECTIONS.values():
-        add_section_args(p, cls)
+    add_run_sections(p, SECTIONS)
     p.set_defaults(func=_run)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    base = load_config_file(args.config) if getattr(args, "config", None) else RunConfig()
-    return replace_flat(base, overrides(args, *SECTIONS.values()))
+    """The config file (if any) with the flags given on top; settings the resulting run does
+    not read are refused when the file or a flag sets them."""
+    raw = read_settings_file(args.config, "config") if getattr(args, "config", None) else {}
+    given = overrides(args, *SECTIONS.values())
+    cfg = replace_flat(run_config_from_dict(raw), given)
+    check_given(cfg, given_settings(raw) | set(given))
+    return cfg
 
 
 def _run(args: argparse.Namespace) -> int:

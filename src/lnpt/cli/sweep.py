@@ -9,7 +9,7 @@ from ..errors import ConfigError
 from ..experiments.grid import SweepSpec, load_sweep
 from ..experiments.sweep import run_sweep
 from ..run_folder import RunFolder
-from .options import add_section_args, overrides
+from .options import add_run_sections, overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per cell still printed)")
     p.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="base seed (when not in the grid)")
-    for cls in SECTIONS.values():
-        add_section_args(p, cls)
+    add_run_sections(p, SECTIONS)
     p.set_defaults(func=_sweep)
 
 
@@ -38,7 +37,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if clash:
         raise ConfigError(f"--{clash[0].replace('_', '-')} is set per cell by the sweep file; edit the file instead")
     if given:
-        spec = SweepSpec(replace_flat(spec.base, {"seed": spec.base.seed, **given}), spec.grid, spec.extra)
+        spec = SweepSpec(replace_flat(spec.base, {"seed": spec.base.seed, **given}), spec.grid, spec.extra,
+                         spec.given | set(given))
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     out = Path(args.out) if args.out else Path("sweeps") / Path(args.config).stem

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr = tsub.add_parser("train", help="train a supervised teacher (best.pt / last.pt / metrics.jsonl)")
     add_section_args(tr, ModelConfig)
     add_section_args(tr, DataConfig)
-    add_section_args(tr, TrainConfig, skip={"loss", "beta", "tau", "distance", "smoothing", "kd_tau", "kd_alpha"})
+    add_section_args(tr, TrainConfig, skip={"loss", "early_schedule"})
     tr.add_argument("--seed", type=int, default=0, help="seed of init and data order (default: 0)")
     tr.add_argument("--out", required=True, help="output folder for checkpoints and the metrics log")
     tr.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")

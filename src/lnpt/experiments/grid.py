@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import (
-    SECTIONS,
+    SETTING_ORDER,
     RunConfig,
+    given_settings,
     read_settings_file,
     replace_flat,
     run_config_from_dict,
@@ -35,9 +36,7 @@ from ..config import (
     to_dict,
 )
 from ..errors import ConfigError
-
-#: Every flat setting name, in the canonical order used for cell names.
-SETTING_ORDER: tuple[str, ...] = tuple(f.name for cls in SECTIONS.values() for f in fields(cls)) + ("seed",)
+from ..recipes.settings import unread_reason
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,7 @@ class SweepSpec:
     base: RunConfig
     grid: dict[str, list[Any]] = field(default_factory=dict)
     extra: list[dict[str, Any]] = field(default_factory=list)
+    given: frozenset[str] = frozenset()  # settings the base sets explicitly (file or flags)
 
     def cells(self) -> list[Cell]:
         return expand(self)
@@ -89,7 +89,7 @@ def sweep_from_dict(d: dict) -> SweepSpec:
         if not values:
             raise ConfigError(f"grid key {key!r} has an empty list of values")
         lists[key] = values
-    spec = SweepSpec(base=run_config_from_dict(d), grid=lists, extra=extra)
+    spec = SweepSpec(base=run_config_from_dict(d), grid=lists, extra=extra, given=frozenset(given_settings(d)))
     spec.cells()  # fail now, on a bad value, rather than halfway through the sweep
     return spec
 
@@ -147,4 +147,31 @@ def expand(spec: SweepSpec) -> list[Cell]:
             raise ConfigError(f"two different sweep cells map to the folder name {cell.name!r}; "
                               "make their values differ in more than punctuation")
         cells.setdefault(cell.name, cell)
+    check_read(spec, list(cells.values()))
     return list(cells.values())
+
+
+def check_read(spec: SweepSpec, cells: list[Cell]) -> None:
+    """Refuse a setting the sweep gives that its runs do not read (one line, as ``lnpt run``).
+
+    A grid crosses settings on purpose (``loss`` x ``beta``), so a setting of the base or the
+    grid must be read by at least one cell it reaches; an extra cell's own setting must be read
+    by that cell. A cell may set a setting back to its default (undoing the base's value).
+    """
+    defaults = {k: v for sec in to_dict(RunConfig()).values() if isinstance(sec, dict) for k, v in sec.items()}
+    for key in sorted(spec.given, key=SETTING_ORDER.index):
+        reasons = [unread_reason(c.config, key) for c in cells if key not in c.overrides]
+        if reasons and all(reasons):
+            raise ConfigError(f"the sweep's base sets a setting no cell reads: {reasons[0]}")
+    extra = {cell_name(e) for e in spec.extra} - {cell_name(dict(zip(spec.grid, v))) for v in
+                                                   itertools.product(*spec.grid.values())}
+    for key in spec.grid:
+        reasons = [unread_reason(c.config, key) for c in cells
+                   if c.name not in extra and c.overrides.get(key, defaults.get(key)) != defaults.get(key)]
+        if reasons and all(reasons):
+            raise ConfigError(f"grid key {key!r} is read by no cell: {reasons[0]}")
+    for c in (c for c in cells if c.name in extra):
+        for key, value in c.overrides.items():
+            reason = value != defaults.get(key) and unread_reason(c.config, key)
+            if reason:
+                raise ConfigError(f"sweep cell {c.name}: {reason}")

@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from ..config import PruneConfig
+from ..config import PruneSettings
 from ..data.views import LabeledSet, UnlabeledView
 from ..errors import PruningError
 from ..registry import UnknownNameError
@@ -36,25 +36,26 @@ def criterion_spec(name: str) -> CriterionSpec:
         raise PruningError(str(exc)) from None
 
 
-def needs_teacher(cfg: PruneConfig) -> bool:
+def needs_teacher(cfg: PruneSettings) -> bool:
     """Whether weight scoring with ``cfg`` asks the teacher anything (a CLI can skip loading one)."""
     return WEIGHTS.needs_teacher(cfg)
 
 
-def validate_prune_config(cfg: PruneConfig) -> CriterionSpec:
+def validate_prune_config(cfg: PruneSettings) -> CriterionSpec:
     """Refuse settings that cannot give a meaningful mask, before any work is done."""
-    spec = criterion_spec(cfg.criterion)
-    if not (math.isfinite(cfg.sparsity) and 0.0 <= cfg.sparsity < 1.0):
-        raise PruningError(f"sparsity must be in [0, 1) (the fraction of weights removed), got {cfg.sparsity}")
-    if cfg.rounds is not None and cfg.rounds < 1:
-        raise PruningError(f"--rounds must be >= 1 (1 = one-shot), got {cfg.rounds}")
-    if cfg.min_kept < 0:
-        raise PruningError(f"--min-kept must be >= 0, got {cfg.min_kept}")
-    if cfg.scope not in ("global", "layer"):
-        raise PruningError(f"unknown scope {cfg.scope!r}; known: global, layer")
-    validate_scoring_settings(cfg, spec.name)
+    spec = criterion_spec(cfg.prune.criterion)
+    w = cfg.weights
+    if not (math.isfinite(w.sparsity) and 0.0 <= w.sparsity < 1.0):
+        raise PruningError(f"sparsity must be in [0, 1) (the fraction of weights removed), got {w.sparsity}")
+    if w.rounds is not None and w.rounds < 1:
+        raise PruningError(f"--rounds must be >= 1 (1 = one-shot), got {w.rounds}")
+    if w.min_kept < 0:
+        raise PruningError(f"--min-kept must be >= 0, got {w.min_kept}")
+    if w.scope not in ("global", "layer"):
+        raise PruningError(f"unknown scope {w.scope!r}; known: global, layer")
+    validate_scoring_settings(cfg, spec)
     if spec.name.startswith("lnpt"):
-        if cfg.prune_classifier and not cfg.score_ce_weight:
+        if w.prune_classifier and not cfg.score.score_ce_weight:
             raise PruningError(f"{spec.name} cannot rank the classifier's weights: L_fm does not reach them. "
                                "Set --score-ce-weight > 0 (pseudo-label CE) or keep the classifier dense "
                                "(--no-prune-classifier)")
@@ -66,25 +67,26 @@ def _weight(model: nn.Module, name: str) -> torch.Tensor:
     return getattr(module, name.rpartition(".")[2])
 
 
-def prune_at_init(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teacher: Teacher | None, *,
+def prune_at_init(model: nn.Module, cfg: PruneSettings, data: UnlabeledView, teacher: Teacher | None, *,
                   seed: int = 0, labeled: LabeledSet | None = None) -> PruneReport:
-    """Score ``model`` with ``cfg.criterion``, select masks, attach them to ``model`` in place.
+    """Score ``model`` with ``cfg.prune.criterion``, select masks, attach them to ``model`` in place.
 
-    Scoring batches: ``cfg.batches`` shuffled batches of ``cfg.score_batch_size`` drawn with
+    Scoring batches: ``batches`` shuffled batches of ``score_batch_size`` drawn with
     ``seed``; teacher guidance is computed once per batch and reused by every round. With
     K rounds, densities follow ``d^(k/K)`` and each round rescores under the current mask.
-    ``labeled`` is read only when ``cfg.label_source == "true"`` and the criterion uses labels.
+    ``labeled`` is read only when ``label_source == "true"`` and the criterion uses labels.
     """
     return _mask(model, cfg, ScoringSource(data, teacher, labeled, seed))
 
 
-def _mask(model: nn.Module, cfg: PruneConfig, source: ScoringSource) -> PruneReport:
+def _mask(model: nn.Module, cfg: PruneSettings, source: ScoringSource) -> PruneReport:
     spec = validate_prune_config(cfg)
     source.check(model, spec, cfg)
-    names = prunable_names(model, cfg.prune_first, cfg.prune_classifier)
+    w = cfg.weights
+    names = prunable_names(model, cfg.prune.prune_first, w.prune_classifier)
     if not names:
         raise PruningError("the model has no prunable Conv/Linear weights under these settings")
-    rounds = cfg.rounds if cfg.rounds is not None else spec.default_rounds
+    rounds = w.rounds if w.rounds is not None else spec.default_rounds
     input_shape = source.data.info.input_shape
     before = count_complexity(model, input_shape)
 
@@ -94,10 +96,10 @@ def _mask(model: nn.Module, cfg: PruneConfig, source: ScoringSource) -> PruneRep
     masks: Masks = {n: existing[n].clone() if n in existing else torch.ones_like(_weight(model, n).detach())
                     for n in names}
     events: list[CollapseEvent] = []
-    for r, density in enumerate(density_schedule(1.0 - cfg.sparsity, rounds), start=1):
+    for r, density in enumerate(density_schedule(1.0 - w.sparsity, rounds), start=1):
         scores = spec.score(model, masks, inputs)
         check_finite(scores, f"criterion {spec.name} (round {r})")
-        masks, new = select_masks(scores, density, cfg.scope, cfg.min_kept, previous=masks, round_index=r)
+        masks, new = select_masks(scores, density, w.scope, w.min_kept, previous=masks, round_index=r)
         events += new
     seconds = time.perf_counter() - start
 
@@ -105,9 +107,9 @@ def _mask(model: nn.Module, cfg: PruneConfig, source: ScoringSource) -> PruneRep
     after = count_complexity(model, input_shape)
     layers = [LayerStat(n, masks[n].numel(), int(masks[n].count_nonzero())) for n in names]
     return PruneReport(
-        criterion=spec.name, scope=cfg.scope, target_sparsity=cfg.sparsity, rounds=rounds,
-        batches=len(inputs.batches), score_batch_size=cfg.score_batch_size,
-        label_source=cfg.label_source if spec.needs == "labels" else None, layers=layers,
+        criterion=spec.name, scope=w.scope, target_sparsity=w.sparsity, rounds=rounds,
+        batches=len(inputs.batches), score_batch_size=cfg.prune.score_batch_size,
+        label_source=cfg.prune.label_source if spec.needs == "labels" else None, layers=layers,
         before=before, after=after, seconds=seconds, teacher_seconds=teacher_seconds,
         collapse_events=events, masks=masks)
 
@@ -115,13 +117,13 @@ def _mask(model: nn.Module, cfg: PruneConfig, source: ScoringSource) -> PruneRep
 class WeightPruner(Pruner):
     """Masks weights (unstructured): the paper's pruning at initialisation."""
 
-    def criterion(self, cfg: PruneConfig) -> CriterionSpec:
-        return criterion_spec(cfg.criterion)
+    def criterion(self, cfg: PruneSettings) -> CriterionSpec:
+        return criterion_spec(cfg.prune.criterion)
 
-    def validate(self, cfg: PruneConfig) -> CriterionSpec:
+    def validate(self, cfg: PruneSettings) -> CriterionSpec:
         return validate_prune_config(cfg)
 
-    def prune(self, model: nn.Module, cfg: PruneConfig, source: ScoringSource) -> PruneOutcome:
+    def prune(self, model: nn.Module, cfg: PruneSettings, source: ScoringSource) -> PruneOutcome:
         report = _mask(model, cfg, source)
         return PruneOutcome(report.to_dict(), report.to_markdown(), report.sparsity)
 

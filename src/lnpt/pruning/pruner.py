@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from torch import nn
 
-from ..config import PruneConfig
+from ..config import PruneSettings
 from .inputs import Scorer, ScoringSource, uses_teacher
 
 
@@ -30,19 +30,19 @@ class PruneOutcome:
 class Pruner(Protocol):
     """One way of pruning a student: masking weights, or removing channels."""
 
-    def criterion(self, cfg: PruneConfig) -> Scorer:
+    def criterion(self, cfg: PruneSettings) -> Scorer:
         """The criterion ``cfg.criterion`` names, or a PruningError listing the known ones."""
         ...
 
-    def validate(self, cfg: PruneConfig) -> Scorer:
+    def validate(self, cfg: PruneSettings) -> Scorer:
         """Refuse settings that cannot give a meaningful result, before any work is done."""
         ...
 
-    def prune(self, model: nn.Module, cfg: PruneConfig, source: ScoringSource) -> PruneOutcome:
+    def prune(self, model: nn.Module, cfg: PruneSettings, source: ScoringSource) -> PruneOutcome:
         """Score ``model`` on inputs from ``source`` and prune it in place."""
         ...
 
-    def needs_teacher(self, cfg: PruneConfig) -> bool:
+    def needs_teacher(self, cfg: PruneSettings) -> bool:
         """Whether scoring under ``cfg`` asks the teacher anything (a CLI can skip loading one);
         shared by every pruner that subclasses this protocol."""
         return uses_teacher(self.criterion(cfg), cfg)

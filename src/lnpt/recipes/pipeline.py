@@ -22,9 +22,9 @@ import torch
 from ..analysis.metrics import effective_weights
 from ..atomic import write_text
 from ..checkpoint import load_checkpoint, save_checkpoint
-from ..config import RunConfig, result_settings, saved_settings, settings_differences
+from ..config import RunConfig, check_choice, fingerprint_settings, saved_settings, settings_differences
 from ..data import load_data
-from ..errors import ConfigError
+from ..errors import ConfigError, PruningError
 from ..models import feature_dim
 from ..pruning.student import prune_student, validate
 from ..run_folder import RunFolder
@@ -36,12 +36,13 @@ from .start import build_student, load_start, start_path
 
 def fingerprint(cfg: RunConfig) -> str:
     """A short stable hash of the settings that decide the result: names run folders, guards
-    resumes. Operational settings (teacher store, timeouts, token, prefetch) are left out."""
-    return hashlib.sha256(json.dumps(result_settings(cfg), sort_keys=True).encode()).hexdigest()[:10]
+    resumes. Operational settings (teacher store, timeouts, token, prefetch) are left out; the
+    settings are hashed in their legacy layout, so folders written before it changed resume."""
+    return hashlib.sha256(json.dumps(fingerprint_settings(cfg), sort_keys=True).encode()).hexdigest()[:10]
 
 
 def default_run_name(cfg: RunConfig) -> str:
-    amount = f"c{cfg.prune.channel_ratio:g}" if cfg.prune.structured else f"s{cfg.prune.sparsity:g}"
+    amount = f"c{cfg.channels.channel_ratio:g}" if cfg.prune.structured else f"s{cfg.weights.sparsity:g}"
     return (f"{cfg.model.model}-{cfg.prune.criterion}-{amount}-{cfg.train.loss}"
             f"-seed{cfg.seed}-{fingerprint(cfg)}")
 
@@ -66,7 +67,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     t0 = time.perf_counter()
     # Everything that can be refused is checked before the run directory is created.
 
-    validate(cfg.prune)
+    validate(cfg.pruning)
+    check_choice(cfg.train, "early_schedule", PruningError)
     d = cfg.data
     data = load_data(d.dataset, d.data_dir, d.val_fraction, d.split_seed, d.train_subset, d.test_subset)
     teacher = load_teacher(cfg.teacher.teacher, d.dataset, token=cfg.teacher.teacher_token,
@@ -96,8 +98,8 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
         write_text(run.prune_report_md, markdown)
     init_weights = effective_weights(student)
 
-    loss = create_loss(cfg.train, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed))
-    evaluator = Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.train.tau,
+    loss = create_loss(cfg.train, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed), cfg.loss)
+    evaluator = Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.loss.tau,
                           store=cfg.teacher.teacher_store, val=data.val)
     result = fit(student, loss, data.train, cfg.train, evaluate=evaluator, run_dir=out, resume=resume,
                  fingerprint=fingerprint(cfg), progress=progress, schedule_span=_span(cfg, after_pruning=True),
@@ -111,7 +113,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
         "sparsity": report.get("sparsity", 0.0), "params": report.get("params_after"),
         "params_dense": report.get("params_before"), "macs": report.get("macs_after"),
         "macs_dense": report.get("macs_before"), "criterion": cfg.prune.criterion,
-        "channel_ratio": cfg.prune.channel_ratio if cfg.prune.structured else None,
+        "channel_ratio": cfg.channels.channel_ratio if cfg.prune.structured else None,
         "loss": cfg.train.loss, "model": cfg.model.model, "width": cfg.model.width,
         "dataset": d.dataset, "seed": cfg.seed, "epochs": cfg.train.epochs,
         "prune_after_epochs": cfg.prune.prune_after_epochs, "init_from": start_path(cfg),
@@ -143,7 +145,7 @@ def _span(cfg: RunConfig, after_pruning: bool) -> tuple[int, int] | None:
     continue`` the dense and the pruned phase share one schedule over both; otherwise each
     phase has its own (None)."""
     before = cfg.prune.prune_after_epochs
-    if not before or cfg.prune.early_schedule != "continue":
+    if not before or cfg.train.early_schedule != "continue":
         return None
     total = before + cfg.train.epochs
     return (before, total) if after_pruning else (0, total)
@@ -161,7 +163,7 @@ def _train_before_pruning(student: torch.nn.Module, cfg: RunConfig, data, teache
         return 0.0
     start = time.perf_counter()
     train_cfg = dataclasses.replace(cfg.train, epochs=epochs)
-    loss = create_loss(train_cfg, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed))
+    loss = create_loss(train_cfg, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed), cfg.loss)
     fit(student, loss, data.train, train_cfg, progress=progress, schedule_span=_span(cfg, after_pruning=False),
         **_fit_inputs(cfg, data, teacher, loss))
     return time.perf_counter() - start
@@ -176,7 +178,7 @@ def _prune(student: torch.nn.Module, cfg: RunConfig, data, teacher) -> tuple[dic
     """
 
     labeled = data.train if cfg.prune.label_source == "true" else None
-    outcome = prune_student(student, cfg.prune, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
+    outcome = prune_student(student, cfg.pruning, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
     return outcome.report, outcome.extra, outcome.markdown
 
 

@@ -3,17 +3,20 @@
 Every loss is an ``nn.Module`` (so an adapter it owns trains with the student) called with the
 student's logits and features and a :class:`Batch`. ``needs_labels`` decides what the trainer
 hands over: a label-free loss receives batches whose ``y`` is None, from an unlabeled view.
+Each registry entry declares the settings it reads: a frozen dataclass whose fields name
+settings of the ``loss`` section (:class:`lnpt.config.LossConfig`); its factory receives an
+instance. Loss settings a loss does not declare are refused when given for it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TrainConfig
+from ..config import LossConfig, TrainConfig
 from ..features import FeatureAdapter, feature_distance
 from ..registry import Registry
 from ..teachers.base import Guidance
@@ -50,32 +53,86 @@ class TrainLoss(nn.Module):
         return batch.guidance.pseudo_labels
 
 
-LOSSES: Registry[Callable[[TrainConfig, LossContext], TrainLoss]] = Registry("loss")
+LossFactory = Callable[[Any, LossContext], TrainLoss]
+"""Builds a loss from its settings (an instance of its declared class, or None) and context."""
 
 
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: how to build it from its settings, and which settings it reads."""
+
+    name: str
+    build: LossFactory
+    settings: type | None = None
+
+
+LOSSES: Registry[LossSpec] = Registry("loss")
+
+#: Loss settings read by every run whatever its loss: the learning-gap metric's temperature.
+READ_BY_EVERY_LOSS: frozenset[str] = frozenset({"tau"})
+
+
+def register_loss(name: str, settings: type | None = None) -> Callable[[LossFactory], LossFactory]:
+    """Decorator: ``@register_loss("kd", settings=KdSettings)`` on a class or factory taking
+    ``(settings, ctx)`` (``settings`` is None when it declares none)."""
+
+    def decorator(build: LossFactory) -> LossFactory:
+        LOSSES.register(name)(LossSpec(name, build, settings))
+        return build
+
+    return decorator
+
+
+@dataclass(frozen=True)
+class LnptLossSettings:
+    """What the LNPT loss reads."""
+
+    beta: float
+    tau: float
+    distance: str
+    smoothing: str
+
+
+@dataclass(frozen=True)
+class KdSettings:
+    """What Hinton soft-target distillation reads."""
+
+    kd_tau: float
+    kd_alpha: float
+
+
+@register_loss("supervised")
 class Supervised(TrainLoss):
     """Cross-entropy with true labels: the supervised comparison and teacher training."""
 
     needs_labels = True
     needs_teacher = False
 
+    def __init__(self, settings: None = None, ctx: LossContext | None = None) -> None:
+        super().__init__()
+
     def forward(self, logits, features, batch):
         ce = F.cross_entropy(logits, batch.y)
         return ce, {"ce": ce.item()}
 
 
+@register_loss("pseudo")
 class PseudoLabel(TrainLoss):
     """Cross-entropy with the teacher's argmax labels (one-hot)."""
+
+    def __init__(self, settings: None = None, ctx: LossContext | None = None) -> None:
+        super().__init__()
 
     def forward(self, logits, features, batch):
         ce = F.cross_entropy(logits, batch.guidance.pseudo_labels)
         return ce, {"ce": ce.item()}
 
 
+@register_loss("lnpt", settings=LnptLossSettings)
 class LnptLoss(TrainLoss):
     """CE(z_S, argmax z_T) + beta * D(smooth_tau(phi_S), smooth_tau(phi_T))  (SPEC.md §3)."""
 
-    def __init__(self, cfg: TrainConfig, ctx: LossContext) -> None:
+    def __init__(self, cfg: LnptLossSettings, ctx: LossContext) -> None:
         super().__init__()
         self.beta, self.tau = cfg.beta, cfg.tau
         self.distance, self.smoothing = cfg.distance, cfg.smoothing
@@ -88,10 +145,11 @@ class LnptLoss(TrainLoss):
         return ce + self.beta * fm, {"ce": ce.item(), "fm": fm.item()}
 
 
+@register_loss("kd", settings=KdSettings)
 class SoftTargetKD(TrainLoss):
     """Hinton et al.'s distillation: alpha * tau^2 KL(soft teacher || soft student) + (1-alpha) CE(pseudo)."""
 
-    def __init__(self, cfg: TrainConfig, ctx: LossContext) -> None:
+    def __init__(self, cfg: KdSettings, ctx: LossContext) -> None:
         super().__init__()
         self.tau, self.alpha = cfg.kd_tau, cfg.kd_alpha
 
@@ -103,11 +161,28 @@ class SoftTargetKD(TrainLoss):
         return self.alpha * kd + (1 - self.alpha) * ce, {"ce": ce.item(), "kd": kd.item()}
 
 
-LOSSES.register("supervised")(lambda cfg, ctx: Supervised())
-LOSSES.register("pseudo")(lambda cfg, ctx: PseudoLabel())
-LOSSES.register("lnpt")(LnptLoss)
-LOSSES.register("kd")(SoftTargetKD)
+def loss_settings(spec: LossSpec, settings: LossConfig) -> Any:
+    """The settings ``spec`` declares, read from the ``loss`` section (None: it reads none)."""
+    if spec.settings is None:
+        return None
+    return spec.settings(**{f.name: getattr(settings, f.name) for f in fields(spec.settings)})
 
 
-def create_loss(cfg: TrainConfig, ctx: LossContext) -> TrainLoss:
-    return LOSSES.get(cfg.loss)(cfg, ctx)
+def create_loss(cfg: TrainConfig, ctx: LossContext, settings: LossConfig | None = None) -> TrainLoss:
+    """The loss ``cfg.loss`` names, built with the settings it declares (defaults unless given)."""
+    spec = LOSSES.get(cfg.loss)
+    return spec.build(loss_settings(spec, settings or LossConfig()), ctx)
+
+
+def unread_loss_setting(loss: str, name: str) -> str | None:
+    """Why loss ``loss`` does not read loss setting ``name`` (one line naming the flag and the
+    losses that read it), or None when it does (or ``name`` is no loss setting)."""
+    if name not in {f.name for f in fields(LossConfig)} or name in READ_BY_EVERY_LOSS or loss not in LOSSES:
+        return None
+    spec = LOSSES.get(loss)
+    if spec.settings is not None and name in {f.name for f in fields(spec.settings)}:
+        return None
+    readers = sorted(n for n in LOSSES.names()
+                     if LOSSES.get(n).settings is not None and name in {f.name for f in fields(LOSSES.get(n).settings)})
+    return (f"--{name.replace('_', '-')} is read by losses {', '.join(readers) or '(none)'}; "
+            f"--loss {loss} does not read it")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, Literal, Protocol, Sequence
+from typing import Any, Callable, Literal, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -35,8 +35,9 @@ class ScoringInputs:
     guidance: tuple[Guidance, ...] | None          # teacher outputs per batch (needs="teacher")
     labels: LabelFn | None                          # label function (needs="labels" only)
     input_shape: tuple[int, int, int]               # (C, H, W): SynFlow's all-ones input
-    cfg: PruneConfig
+    cfg: PruneConfig                                # the shared pruning settings (score_bn, ...)
     generator: torch.Generator                      # the only randomness a criterion may use
+    settings: Any = None                            # the criterion's own settings (its ``settings`` class)
 
 
 class ScoreFn(Protocol):
@@ -46,24 +47,28 @@ class ScoreFn(Protocol):
 
 @dataclass(frozen=True)
 class CriterionSpec:
-    """A registered criterion: its score function and what it needs from the pipeline."""
+    """A registered criterion: its score function, what it needs from the pipeline and the
+    settings it reads: a frozen dataclass whose fields name settings of the ``score`` section
+    (:class:`lnpt.config.ScoreConfig`), handed to it as ``inputs.settings``. Score settings
+    it does not declare are refused when given for it."""
 
     name: str
     score: ScoreFn
     needs: Needs = "none"
     default_rounds: int = 1
     signed: bool = False  # scores are not magnitudes (GraSP-style): higher still means keep
+    settings: type | None = None
 
 
 CRITERIA: Registry[CriterionSpec] = Registry("criterion")
 
 
-def register_criterion(name: str, *, needs: Needs = "none", default_rounds: int = 1,
-                       signed: bool = False) -> Callable[[ScoreFn], ScoreFn]:
+def register_criterion(name: str, *, needs: Needs = "none", default_rounds: int = 1, signed: bool = False,
+                       settings: type | None = None) -> Callable[[ScoreFn], ScoreFn]:
     """Decorator: ``@register_criterion("snip", needs="labels")`` adds a score function."""
 
     def decorator(fn: ScoreFn) -> ScoreFn:
-        CRITERIA.register(name)(CriterionSpec(name, fn, needs, default_rounds, signed))
+        CRITERIA.register(name)(CriterionSpec(name, fn, needs, default_rounds, signed, settings))
         return fn
 
     return decorator

@@ -11,6 +11,7 @@ nothing of.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -24,11 +25,33 @@ from ...surgery.masks import Masks
 from .base import ScoringInputs, accumulated_grad, register_criterion, scoring_copy
 
 
+@dataclass(frozen=True)
+class LnptScoreSettings:
+    """The ``score`` settings every criterion built on L_fm reads (lnpt, lnpt-dynamics, lnpt-fm)."""
+
+    score_tau: float
+    score_distance: str
+    score_smoothing: str
+    score_adapter: str
+    score_ce_weight: float
+
+    def check(self) -> None:
+        """Refuse a smoothing the distance cannot use and a temperature that divides by zero."""
+        if self.score_distance == "kl" and self.score_smoothing != "softmax":
+            raise PruningError("the KL score distance needs softmax smoothing; use --score-distance mse "
+                               f"with --score-smoothing {self.score_smoothing}")
+        if not self.score_tau > 0:
+            raise PruningError(f"--score-tau must be > 0, got {self.score_tau}")
+
+
 def feature_map_loss(model: nn.Module, inputs: ScoringInputs) -> Callable[[int], torch.Tensor]:
     """``i -> L_fm`` on scoring batch ``i`` (plus ``score_ce_weight`` x pseudo-label CE)."""
     if inputs.guidance is None:
         raise PruningError("the lnpt criterion needs teacher guidance (pass a teacher)")
-    cfg = inputs.cfg
+    cfg = inputs.settings
+    if not isinstance(cfg, LnptScoreSettings):
+        raise PruningError("L_fm needs the LNPT score settings: register the criterion with "
+                           "settings=LnptScoreSettings (or a subclass)")
     teacher_dim = inputs.guidance[0].features.shape[1]
     adapter = FeatureAdapter(feature_dim(model), teacher_dim, always=cfg.score_adapter == "fit")
     for p in adapter.parameters():
@@ -50,7 +73,7 @@ def feature_map_loss(model: nn.Module, inputs: ScoringInputs) -> Callable[[int],
 # first FC layer 26 of 30,720 weights and a network that never trained, while 10 rounds of
 # rescoring under the current mask trained to 73% (docs/RESULTS.md, "Tuning"). --rounds 1
 # gives the one-shot criterion.
-@register_criterion("lnpt", needs="teacher", default_rounds=10)
+@register_criterion("lnpt", needs="teacher", default_rounds=10, settings=LnptScoreSettings)
 def lnpt(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[str, torch.Tensor]:
     work, params = scoring_copy(model, masks, inputs)
     grads = accumulated_grad(params, feature_map_loss(work, inputs), len(inputs.batches))

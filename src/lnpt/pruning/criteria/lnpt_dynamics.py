@@ -16,10 +16,10 @@ from .base import (
     register_criterion,
     scoring_copy,
 )
-from .lnpt import feature_map_loss
+from .lnpt import LnptScoreSettings, feature_map_loss
 
 
-@register_criterion("lnpt-dynamics", needs="teacher", signed=True)
+@register_criterion("lnpt-dynamics", needs="teacher", signed=True, settings=LnptScoreSettings)
 def lnpt_dynamics(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[str, torch.Tensor]:
     work, params = scoring_copy(model, masks, inputs)
     hg = hessian_gradient_product(params, feature_map_loss(work, inputs), len(inputs.batches))

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ...config import PruneConfig, check_choice
+from ...config import PruneSettings, check_choice
 from ...data.views import LabeledSet, UnlabeledView
 from ...errors import PruningError
 from ...surgery.channels import ChannelGraph, ChannelGroup, channel_counts
@@ -29,38 +29,39 @@ from .report import ChannelStat, StructuredReport
 from .selection import CHANNEL_SCOPES, global_ratio_for_macs, plan_removal
 
 
-def validate_structured_config(cfg: PruneConfig) -> ChannelCriterion:
+def validate_structured_config(cfg: PruneSettings) -> ChannelCriterion:
     """Refuse settings that cannot give a meaningful channel plan, before any work is done."""
-    crit = channel_criterion(cfg.criterion)
-    if not (math.isfinite(cfg.channel_ratio) and 0.0 <= cfg.channel_ratio < 1.0):
+    crit = channel_criterion(cfg.prune.criterion)
+    c = cfg.channels
+    if not (math.isfinite(c.channel_ratio) and 0.0 <= c.channel_ratio < 1.0):
         raise PruningError(f"--channel-ratio must be in [0, 1) (the fraction of channels removed), "
-                           f"got {cfg.channel_ratio}")
-    if cfg.channel_scope not in CHANNEL_SCOPES:
-        raise PruningError(f"unknown channel scope {cfg.channel_scope!r}; known: {', '.join(CHANNEL_SCOPES)}")
-    if cfg.min_channels < 1:
+                           f"got {c.channel_ratio}")
+    if c.channel_scope not in CHANNEL_SCOPES:
+        raise PruningError(f"unknown channel scope {c.channel_scope!r}; known: {', '.join(CHANNEL_SCOPES)}")
+    if c.min_channels < 1:
         raise PruningError(f"--min-channels must be >= 1 (a layer with no channel cuts the network), "
-                           f"got {cfg.min_channels}")
-    if cfg.round_to < 1:
-        raise PruningError(f"--round-to must be >= 1 (1 = no rounding), got {cfg.round_to}")
+                           f"got {c.min_channels}")
+    if c.round_to < 1:
+        raise PruningError(f"--round-to must be >= 1 (1 = no rounding), got {c.round_to}")
     _global_only(cfg, "channel_budget", ("channels", "macs"), "decides where a global ranking is cut")
     _global_only(cfg, "channel_norm", ("mean", "per-mac"), "makes layers comparable for a global ranking")
-    check_choice(cfg, "fm_saliency", PruningError)
-    validate_scoring_settings(cfg, crit.name)
+    check_choice(cfg.score, "fm_saliency", PruningError)
+    validate_scoring_settings(cfg, crit)
     return crit
 
 
-def _global_only(cfg: PruneConfig, field: str, known: tuple[str, ...], what: str) -> None:
+def _global_only(cfg: PruneSettings, field: str, known: tuple[str, ...], what: str) -> None:
     """Check a setting that only the global scope reads: a known value, and its first value
     (the default) unless the scope is global."""
-    value, flag = getattr(cfg, field), "--" + field.replace("_", "-")
+    value, flag = getattr(cfg.channels, field), "--" + field.replace("_", "-")
     if value not in known:
         raise PruningError(f"unknown {flag} {value!r}; known: {', '.join(known)}")
-    if value != known[0] and cfg.channel_scope != "global":
-        raise PruningError(f"{flag} {value} {what}; with --channel-scope {cfg.channel_scope} each layer "
+    if value != known[0] and cfg.channels.channel_scope != "global":
+        raise PruningError(f"{flag} {value} {what}; with --channel-scope {cfg.channels.channel_scope} each layer "
                            f"loses the same fraction on its own. Add --channel-scope global, or drop {flag}")
 
 
-def structured_needs_teacher(cfg: PruneConfig) -> bool:
+def structured_needs_teacher(cfg: PruneSettings) -> bool:
     """Whether channel scoring with ``cfg`` asks the teacher anything."""
     return CHANNELS.needs_teacher(cfg)
 
@@ -81,20 +82,20 @@ def _plan_pricer(model: nn.Module, input_shape: tuple[int, ...]) -> Callable[[di
     return price
 
 
-def prune_channels(model: nn.Module, cfg: PruneConfig, data: UnlabeledView, teacher: Teacher | None, *,
+def prune_channels(model: nn.Module, cfg: PruneSettings, data: UnlabeledView, teacher: Teacher | None, *,
                    seed: int = 0, labeled: LabeledSet | None = None) -> StructuredReport:
-    """Score ``model``'s channels with ``cfg.criterion`` and remove ``cfg.channel_ratio`` of them
+    """Score ``model``'s channels with ``cfg.prune.criterion`` and remove ``channel_ratio`` of them
     in place (coupled layers stay consistent); the report carries the history to rebuild it."""
     return _remove(model, cfg, ScoringSource(data, teacher, labeled, seed))
 
 
-def _remove(model: nn.Module, cfg: PruneConfig, source: ScoringSource) -> StructuredReport:
+def _remove(model: nn.Module, cfg: PruneSettings, source: ScoringSource) -> StructuredReport:
     crit = validate_structured_config(cfg)
     source.check(model, crit, cfg)
     info = source.data.info
     start = time.perf_counter()
     graph = ChannelGraph(model, info.input_shape)
-    groups = graph.groups(prune_first=cfg.prune_first)
+    groups = graph.groups(prune_first=cfg.prune.prune_first)
     if not groups:
         raise PruningError("the model has no prunable channel groups under these settings")
     before, counts_before = count_complexity(model, info.input_shape), channel_counts(model)
@@ -107,45 +108,47 @@ def _remove(model: nn.Module, cfg: PruneConfig, source: ScoringSource) -> Struct
     counts_after = channel_counts(model)
     layers = [ChannelStat(n, *counts_before[n][:1], counts_after[n][0], counts_before[n][1], counts_after[n][1])
               for n in counts_before]
+    c, glob = cfg.channels, cfg.channels.channel_scope == "global"
     return StructuredReport(
-        criterion=crit.name, form=crit.form, scope=cfg.channel_scope, channel_ratio=cfg.channel_ratio,
-        budget=cfg.channel_budget if cfg.channel_scope == "global" else "layer-wise", global_ratio=ratio,
-        norm=cfg.channel_norm if cfg.channel_scope == "global" else None,
-        min_channels=cfg.min_channels, round_to=cfg.round_to, batches=len(inputs.batches),
-        score_batch_size=cfg.score_batch_size, label_source=cfg.label_source if crit.needs == "labels" else None,
+        criterion=crit.name, form=crit.form, scope=c.channel_scope, channel_ratio=c.channel_ratio,
+        budget=c.channel_budget if glob else "layer-wise", global_ratio=ratio,
+        norm=c.channel_norm if glob else None, min_channels=c.min_channels, round_to=c.round_to,
+        batches=len(inputs.batches), score_batch_size=cfg.prune.score_batch_size,
+        label_source=cfg.prune.label_source if crit.needs == "labels" else None,
         groups=len(groups), layers=layers, before=before, after=count_complexity(model, info.input_shape),
         weights_before=weights_before, weights_after=_conv_linear_weights(model), seconds=seconds,
         teacher_seconds=teacher_seconds, history=history)
 
 
-def _plan(model: nn.Module, cfg: PruneConfig, groups: list[ChannelGroup], scores: dict[str, torch.Tensor],
+def _plan(model: nn.Module, cfg: PruneSettings, groups: list[ChannelGroup], scores: dict[str, torch.Tensor],
           dense_macs: int, input_shape: tuple[int, ...]) -> tuple[dict[str, list[int]], float]:
     """The removal plan for ``scores`` under the channel settings, and the global ratio it used."""
-    ratio, ranked, normalise = cfg.channel_ratio, scores, True
+    c = cfg.channels
+    ratio, ranked, normalise = c.channel_ratio, scores, True
     price = _plan_pricer(model, input_shape)
-    if cfg.channel_scope == "global" and cfg.channel_norm == "per-mac":
+    if c.channel_scope == "global" and c.channel_norm == "per-mac":
         # One channel's price in each group, at the dense widths: what removing it saves.
         ranked = {g.root: scores[g.root].to(torch.float64) / max(dense_macs - price({g.root: [0]}), 1)
                   for g in groups}
         normalise = False
-    if cfg.channel_budget == "macs":
-        target = price(plan_removal(groups, scores, ratio, "layer", cfg.min_channels, cfg.round_to))
-        ratio = global_ratio_for_macs(groups, ranked, target, price, cfg.min_channels, cfg.round_to,
+    if c.channel_budget == "macs":
+        target = price(plan_removal(groups, scores, ratio, "layer", c.min_channels, c.round_to))
+        ratio = global_ratio_for_macs(groups, ranked, target, price, c.min_channels, c.round_to,
                                       normalise=normalise)
-    plan = plan_removal(groups, ranked, ratio, cfg.channel_scope, cfg.min_channels, cfg.round_to, normalise)
+    plan = plan_removal(groups, ranked, ratio, c.channel_scope, c.min_channels, c.round_to, normalise)
     return plan, ratio
 
 
 class ChannelPruner(Pruner):
     """Removes whole channels physically: the network really shrinks."""
 
-    def criterion(self, cfg: PruneConfig) -> ChannelCriterion:
-        return channel_criterion(cfg.criterion)
+    def criterion(self, cfg: PruneSettings) -> ChannelCriterion:
+        return channel_criterion(cfg.prune.criterion)
 
-    def validate(self, cfg: PruneConfig) -> ChannelCriterion:
+    def validate(self, cfg: PruneSettings) -> ChannelCriterion:
         return validate_structured_config(cfg)
 
-    def prune(self, model: nn.Module, cfg: PruneConfig, source: ScoringSource) -> PruneOutcome:
+    def prune(self, model: nn.Module, cfg: PruneSettings, source: ScoringSource) -> PruneOutcome:
         report = _remove(model, cfg, source)
         return PruneOutcome(report.to_dict(), report.to_markdown(), report.sparsity,
                             structured_extra(model, report.history))

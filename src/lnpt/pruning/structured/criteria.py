@@ -12,7 +12,8 @@ Two sources, one lookup (:func:`channel_criterion`):
   (one uniform draw per channel) and ``lnpt-fm`` (feature-map saliency, :mod:`.feature_map`).
 
 Adding one: write a function ``(model, groups, inputs) -> {group root: scores}`` and decorate
-it with ``@register_channel_criterion("name", needs=...)``; import its module in ``__init__``.
+it with ``@register_channel_criterion("name", needs=..., settings=...)``; import its module in
+``__init__``.
 """
 from __future__ import annotations
 
@@ -41,14 +42,16 @@ class ChannelCriterion:
     score: ChannelScoreFn
     needs: Needs = "none"
     form: str = "native"   # "native" or "filter-sum of <criterion>"
+    settings: type | None = None  # the score settings it reads (see CriterionSpec.settings)
 
 
 CHANNEL_CRITERIA: Registry[ChannelCriterion] = Registry("channel criterion")
 
 
-def register_channel_criterion(name: str, *, needs: Needs = "none") -> Callable[[ChannelScoreFn], ChannelScoreFn]:
+def register_channel_criterion(name: str, *, needs: Needs = "none",
+                               settings: type | None = None) -> Callable[[ChannelScoreFn], ChannelScoreFn]:
     def decorator(fn: ChannelScoreFn) -> ChannelScoreFn:
-        CHANNEL_CRITERIA.register(name)(ChannelCriterion(name, fn, needs))
+        CHANNEL_CRITERIA.register(name)(ChannelCriterion(name, fn, needs, "native", settings))
         return fn
 
     return decorator
@@ -85,7 +88,7 @@ def filter_sum(spec: CriterionSpec) -> ChannelCriterion:
                       for name in producers}
         return aggregate(groups, per_module, "producer")
 
-    return ChannelCriterion(spec.name, score, spec.needs, f"filter-sum of {spec.name}")
+    return ChannelCriterion(spec.name, score, spec.needs, f"filter-sum of {spec.name}", spec.settings)
 
 
 def channel_criterion(name: str) -> ChannelCriterion:

@@ -15,6 +15,7 @@ cancel), averaged over samples and scoring batches, then summed over the group's
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -23,8 +24,15 @@ from torch import nn
 from ...surgery.channels import ChannelGroup
 from ..criteria import ScoringInputs
 from ..criteria.base import scoring_copy
-from ..criteria.lnpt import feature_map_loss
+from ..criteria.lnpt import LnptScoreSettings, feature_map_loss
 from .criteria import aggregate, register_channel_criterion
+
+
+@dataclass(frozen=True)
+class FeatureMapSettings(LnptScoreSettings):
+    """lnpt-fm reads the LNPT score settings and how a channel's saliency is summed."""
+
+    fm_saliency: str
 
 
 def _hooked(groups: Sequence[ChannelGroup]) -> list[str]:
@@ -35,8 +43,9 @@ def _hooked(groups: Sequence[ChannelGroup]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-@register_channel_criterion("lnpt-fm", needs="teacher")
-def lnpt_feature_map(model: nn.Module, groups: Sequence[ChannelGroup], inputs: ScoringInputs) -> dict[str, torch.Tensor]:
+@register_channel_criterion("lnpt-fm", needs="teacher", settings=FeatureMapSettings)
+def lnpt_feature_map(model: nn.Module, groups: Sequence[ChannelGroup],
+                     inputs: ScoringInputs) -> dict[str, torch.Tensor]:
     work, _ = scoring_copy(model, {}, inputs)
     names = _hooked(groups)
     acts: dict[str, torch.Tensor] = {}
@@ -46,7 +55,7 @@ def lnpt_feature_map(model: nn.Module, groups: Sequence[ChannelGroup], inputs: S
     # while no parameter gradient is computed.
     inputs = dataclasses.replace(inputs, batches=tuple(b.detach().requires_grad_(True) for b in inputs.batches))
     loss = feature_map_loss(work, inputs)
-    cancel = inputs.cfg.fm_saliency == "sum-abs"
+    cancel = inputs.settings.fm_saliency == "sum-abs"
     total: dict[str, torch.Tensor] = {}
     try:
         for i in range(len(inputs.batches)):
