@@ -137,7 +137,6 @@ def test_mismatched_teacher_is_refused(digits_teacher_path, tmp_path, capsys, mo
 
 
 def test_bad_prune_settings_are_refused_before_the_run_directory_exists(digits_teacher_path, tmp_path):
-    import dataclasses
 
     from lnpt.errors import PruningError
 

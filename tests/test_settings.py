@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lnpt.cli import main
+from lnpt.cli import build_parser, main
 from lnpt.cli.demo import DEMO, QUICK
+from lnpt.cli.run import config_from_args
 from lnpt.config import (
     SECTIONS,
     LossConfig,
@@ -53,7 +54,8 @@ SWEEP_CELLS = {
                             "model=vgg11,width=0.5,criterion=random,seed=2": "aaaea5972b"},
     "dense-vs-lnpt90.yaml": {"base": "1931e96e9b", "criterion=random,sparsity=0.0,loss=supervised": "9eeeae227d",
                              "criterion=lnpt,sparsity=0.9,loss=supervised": "2d336806d6"},
-    "tuning/lr.toml": {"sparsity=0.95,loss=supervised,lr=0.1": "542b5e0ebc", "sparsity=0.95,loss=lnpt,lr=0.1": "cc6c984db7"},
+    "tuning/lr.toml": {"sparsity=0.95,loss=supervised,lr=0.1": "542b5e0ebc",
+                       "sparsity=0.95,loss=lnpt,lr=0.1": "cc6c984db7"},
     "research/structured-c50-variants.yaml": {
         "base": "f465a3607a",
         "model=resnet20,criterion=lnpt,score_bn=frozen,fm_saliency=abs-sum,seed=0": "09af4da497"},
@@ -119,8 +121,10 @@ def test_a_run_folder_written_before_the_change_resumes_with_the_same_numbers(tm
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--structured", "--sparsity", "0.5"], "--sparsity is read by weight pruning; with --structured use --channel-ratio"),
-    (["--structured", "--rounds", "3"], "--rounds is read by weight pruning; with --structured use the channel settings"),
+    (["--structured", "--sparsity", "0.5"],
+     "--sparsity is read by weight pruning; with --structured use --channel-ratio"),
+    (["--structured", "--rounds", "3"],
+     "--rounds is read by weight pruning; with --structured use the channel settings"),
     (["--channel-ratio", "0.3"], "--channel-ratio is read by channel pruning; add --structured"),
     (["--round-to", "8"], "--round-to is read by channel pruning"),
     (["--criterion", "snip", "--score-tau", "2"],
@@ -140,9 +144,6 @@ def test_a_flag_the_run_does_not_read_is_refused_in_one_line(argv, message, tmp_
 
 
 def test_settings_the_run_reads_and_defaults_in_files_are_not_refused(tmp_path):
-    from lnpt.cli.run import config_from_args
-    from lnpt.cli import build_parser
-
     def parse(*argv):
         return config_from_args(build_parser().parse_args(["run", *argv]))
 
