@@ -10,7 +10,7 @@ import torch
 
 from lnpt.checkpoint import load_checkpoint, save_checkpoint
 from lnpt.cli import main
-from lnpt.config import PruneConfig
+from lnpt.config import ChannelPruneConfig, PruneConfig, ScoreConfig, WeightPruneConfig
 from lnpt.models import create_model
 from lnpt.pruning import get_masks
 
@@ -101,11 +101,12 @@ def test_existing_output_needs_overwrite(digits_teacher_path, tmp_path, capsys):
 
 def test_help_explains_every_option(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["prune", "--help"])
+        main(["prune", "--help-all"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for f in fields(PruneConfig):
-        assert "--" + f.name.replace("_", "-") in text, f.name
+    for cls in (PruneConfig, WeightPruneConfig, ChannelPruneConfig, ScoreConfig):
+        for f in fields(cls):
+            assert "--" + f.name.replace("_", "-") in text, f.name
     for flag in ("--teacher", "--model", "--dataset", "--out", "--seed", "--overwrite", "prune_report.json", "MACs"):
         assert flag in text, flag
 
