@@ -15,10 +15,12 @@ from lnpt.cli import build_parser, main
 from lnpt.cli.demo import DEMO, QUICK
 from lnpt.cli.run import config_from_args
 from lnpt.config import (
+    LEGACY_LAYOUT,
     SECTIONS,
     LossConfig,
     RunConfig,
     ScoreConfig,
+    legacy_settings,
     migrate_layout,
     replace_flat,
     run_config_from_dict,
@@ -86,6 +88,15 @@ def test_every_committed_sweep_file_still_loads():
     assert len(files) > 30
     for path in files:
         assert load_sweep(path).cells(), path
+
+
+def test_the_legacy_layout_holds_every_setting_once():
+    legacy = [k for keys in LEGACY_LAYOUT.values() for k in keys]
+    assert len(legacy) == len(set(legacy)) and set(legacy) == {f.name for c in SECTIONS.values() for f in fields(c)}
+    cfg = replace_flat(RunConfig(), {"sparsity": 0.5, "kd_tau": 2.0, "seed": 4})
+    nested = legacy_settings(cfg)
+    assert (nested["prune"]["sparsity"], nested["train"]["kd_tau"], nested["seed"]) == (0.5, 2.0, 4)
+    assert list(nested) == ["data", "model", "teacher", "prune", "train", "seed"]
 
 
 def test_old_layout_configs_load_into_the_new_sections():

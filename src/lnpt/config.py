@@ -247,9 +247,13 @@ def _flat(cfg: RunConfig) -> dict[str, Any]:
 
 def legacy_settings(cfg: RunConfig) -> dict:
     """``cfg`` rendered in :data:`LEGACY_LAYOUT` (the five sections of config.json before the
-    change): what a run's fingerprint is computed from."""
+    change): what a run's fingerprint is computed from. A setting added later goes under its
+    own section, so it counts in the fingerprint (changing every one, as any new setting did)."""
     flat = _flat(cfg)
-    return {**{section: {k: flat[k] for k in keys} for section, keys in LEGACY_LAYOUT.items()}, "seed": cfg.seed}
+    out: dict[str, Any] = {section: {k: flat[k] for k in keys} for section, keys in LEGACY_LAYOUT.items()}
+    for key in flat.keys() - set(SETTING_ORDER):  # settings added since: in their own section
+        out.setdefault(HOME[key], {})[key] = flat[key]
+    return {**out, "seed": cfg.seed}
 
 
 def migrate_layout(d: dict) -> dict:
