@@ -10,7 +10,15 @@ import pytest
 
 from lnpt.checkpoint import load_checkpoint
 from lnpt.cli import main
-from lnpt.config import DataConfig, ModelConfig, PruneConfig, RunConfig, TeacherConfig, TrainConfig
+from lnpt.config import (
+    DataConfig,
+    ModelConfig,
+    PruneConfig,
+    RunConfig,
+    TeacherConfig,
+    TrainConfig,
+    WeightPruneConfig,
+)
 from lnpt.errors import ConfigError
 from lnpt.export.source import load_source, resolve_checkpoint
 from lnpt.recipes.pipeline import run_pipeline
@@ -99,7 +107,8 @@ def test_prune_and_run_write_the_same_names_for_the_same_things(digits_teacher_p
     assert main(_prune_args(digits_teacher_path, pruned.path)) == 0
     cfg = RunConfig(data=DataConfig(dataset="digits", batch_size=64), model=ModelConfig("lenet5"),
                     teacher=TeacherConfig(teacher=str(digits_teacher_path)),
-                    prune=PruneConfig(criterion="lnpt", sparsity=0.8, batches=2, score_batch_size=64),
+                    prune=PruneConfig(criterion="lnpt", batches=2, score_batch_size=64),
+                    weights=WeightPruneConfig(sparsity=0.8),
                     train=TrainConfig(loss="lnpt", epochs=1), seed=0)
     run_pipeline(cfg, ran.path, progress=False)
     written = {p.name for p in pruned.path.iterdir()}

@@ -1,6 +1,8 @@
 """Channel criteria: the registry lookup, what each score is, and prune_channels end to end."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -128,7 +130,8 @@ def test_lnpt_feature_map_sum_abs_lets_positions_cancel(digits: DataSplits, teac
     ratio = sum_abs[first] / abs_sum[first]
     assert float(ratio.max() - ratio.min()) > 1e-3  # not a common factor: the ranking can change
     with pytest.raises(PruningError, match="unknown --fm-saliency 'taylor'"):
-        prune_channels(model, prune_settings(criterion="lnpt-fm", structured=True, fm_saliency="taylor"),
+        cfg = prune_settings(criterion="lnpt-fm", structured=True)
+        prune_channels(model, dataclasses.replace(cfg, score=dataclasses.replace(cfg.score, fm_saliency="taylor")),
                        digits.train.unlabeled(), teacher)
 
 

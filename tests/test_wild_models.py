@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lnpt.checkpoint import load_checkpoint, save_checkpoint
-from lnpt.config import PruneConfig
+from lnpt.config import prune_settings
 from lnpt.data import UnlabeledView
 from lnpt.data.info import DatasetInfo
 from lnpt.errors import CheckpointError, ConfigError
@@ -116,7 +116,7 @@ def test_checkpoint_records_the_factory_and_refuses_once_it_is_gone(user_file, t
     model = create_model("my_nets.py:build", INFO.input_shape, 4, seed=0, model_args={"hidden": 7})
     images = torch.randint(0, 256, (16, *INFO.input_shape), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
-    prune_at_init(model, PruneConfig(criterion="magnitude", sparsity=0.5, batches=1, score_batch_size=8),
+    prune_at_init(model, prune_settings(criterion="magnitude", sparsity=0.5, batches=1, score_batch_size=8),
                   UnlabeledView(images, INFO), None)
     save_checkpoint(tmp_path / "s.pt", model, "my_nets.py:build", 1.0, INFO)
     monkeypatch.chdir(tmp_path.parent)  # the recorded reference is absolute
