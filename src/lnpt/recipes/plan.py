@@ -56,7 +56,7 @@ def check_settings(cfg: RunConfig, plan: PlanSettings) -> None:
     if cfg.data.val_fraction <= 0:
         raise ConfigError("lnpt plan measures the learning gap on held-out images; set --val-fraction > 0")
     for criterion in plan.criteria:  # an unknown criterion fails before the first probe trains
-        validate(probe_config(cfg, criterion, max(plan.sparsities), plan.probe_epochs).prune)
+        validate(probe_config(cfg, criterion, max(plan.sparsities), plan.probe_epochs).pruning)
 
 
 def probe_name(criterion: str, sparsity: float) -> str:
@@ -65,7 +65,8 @@ def probe_name(criterion: str, sparsity: float) -> str:
 
 def probe_config(cfg: RunConfig, criterion: str, sparsity: float, epochs: int) -> RunConfig:
     """The run's settings, pruned by ``criterion`` to ``sparsity`` and trained ``epochs``."""
-    return dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, criterion=criterion, sparsity=sparsity),
+    return dataclasses.replace(cfg, prune=dataclasses.replace(cfg.prune, criterion=criterion),
+                               weights=dataclasses.replace(cfg.weights, sparsity=sparsity),
                                train=dataclasses.replace(cfg.train, epochs=epochs))
 
 
