@@ -148,7 +148,7 @@ def validate_cells(cells: list[Cell]) -> None:
     1.5]``) is found now, not after the other cells have run for hours. Nothing is trained."""
     for cell in cells:
         try:
-            validate(cell.config.prune)
+            validate(cell.config.pruning)
             wants_prefetch(cell.config.teacher.teacher_prefetch, None)
         except (LnptError, ValueError) as exc:
             raise ConfigError(f"sweep cell {cell.name} is invalid: {exc}; fix the sweep file "
