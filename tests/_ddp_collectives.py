@@ -12,7 +12,7 @@ from torch import nn
 
 from lnpt.device import resolve_device
 from lnpt.distributed import (all_reduce_sums, broadcast_object, broadcast_tensors, epoch_generator,
-                              main_writes, process_group, run_on_main, shard_batch, unwrap, wrap)
+                              main_writes, process_group, run_on_main, shard_batch, share_weight, unwrap, wrap)
 from lnpt.errors import PruningError
 
 
@@ -32,8 +32,8 @@ def _gradient(ctx) -> tuple[list, list]:
     full.load_state_dict(net.state_dict())
     full(x).pow(2).mean().backward()
     model = wrap(net, ctx)
-    share, weight = shard_batch(torch.arange(7), ctx)
-    (model(x[share]).pow(2).mean() * weight).backward()
+    share = shard_batch(torch.arange(7), ctx)
+    (model(x[share]).pow(2).mean() * share_weight(7, ctx)).backward()
     return unwrap(model).weight.grad.flatten().tolist(), full.weight.grad.flatten().tolist()
 
 
@@ -53,9 +53,8 @@ def main(out: Path) -> None:
         seen["object"] = broadcast_object(ctx, {"from": ctx.rank})
         seen["sums"] = all_reduce_sums(ctx, {"loss": 1.5 * (ctx.rank + 1), "seen": 10.0})
         seen["order"] = torch.randperm(10, generator=epoch_generator(3, 2)).tolist()
-        seen["shard"] = shard_batch(torch.arange(5), ctx)[0].tolist()
-        share, weight = shard_batch(torch.tensor([9]), ctx)
-        seen["tiny"] = [share.tolist(), weight]
+        seen["shard"] = shard_batch(torch.arange(5), ctx).tolist()
+        seen["tiny"] = [shard_batch(torch.tensor([9]), ctx).tolist(), share_weight(1, ctx)]
         seen["grad"], seen["full_grad"] = _gradient(ctx)
         seen["main_value"] = run_on_main(ctx, lambda: f"computed on rank {ctx.rank}")
         seen["error"] = _error_everywhere(ctx)

@@ -9,12 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
+from lnpt.data.info import DatasetInfo
+from lnpt.data.streamed import StreamSettings, open_unlabeled
+
 from lnpt.distributed import (SINGLE, Distributed, all_reduce_sums, broadcast_object, broadcast_tensors,
-                              launched, main_writes, process_group, read_env, run_on_main, shard_batch, unwrap,
+                              epoch_generator,
+                              launched, main_writes, process_group, read_env, run_on_main, shard_batch, share_weight, unwrap,
                               wrap)
 from lnpt.errors import ConfigError
 
@@ -50,8 +56,8 @@ def test_a_single_process_context_touches_nothing():
         assert broadcast_object(ctx, [1]) == [1]
         assert all_reduce_sums(ctx, {"loss": 0.1}) == {"loss": 0.1}
         index = torch.arange(5)
-        share, weight = shard_batch(index, ctx)
-        assert share is index and weight == 1.0
+        assert shard_batch(index, ctx) is index and shard_batch(index, None) is index
+        assert share_weight(5, ctx) == 1.0
         assert run_on_main(ctx, lambda: 7) == 7
         with main_writes(ctx) as writer:
             assert writer
@@ -69,7 +75,8 @@ def test_sync_batchnorm_is_refused_off_cuda_in_one_line():
 @pytest.mark.parametrize("n, world", [(7, 2), (8, 3), (2, 3), (1, 2)])
 def test_shares_cover_the_batch_once_and_weights_give_the_global_mean(n, world):
     index = torch.arange(n)
-    shares = [shard_batch(index, Distributed(r, world, r, torch.device("cpu"), "gloo")) for r in range(world)]
+    ranks = [Distributed(r, world, r, torch.device("cpu"), "gloo") for r in range(world)]
+    shares = [(shard_batch(index, ctx), share_weight(n, ctx)) for ctx in ranks]
     kept = sorted(i for share, w in shares if w > 0 for i in share.tolist())
     assert kept == list(range(n))
     # DDP averages the ranks' gradients: sum_r w_r * mean_r / world must be the global mean.
@@ -99,3 +106,50 @@ def test_collectives_on_a_real_two_process_gloo_group(tmp_path):
         assert r["error"] == "nothing left to prune"
         assert r["exists_after_barrier"]
     assert (tmp_path / "written.txt").read_text() == "once"
+
+
+def _two_ranks() -> list[Distributed]:
+    return [Distributed(r, 2, r, torch.device("cpu"), "gloo") for r in range(2)]
+
+
+def _check_shares_rebuild_the_batches(view, batch_size: int) -> None:
+    full = list(view.batches(batch_size, shuffle=True, generator=epoch_generator(5, 1)))
+    per_rank = [list(view.batches(batch_size, shuffle=True, generator=epoch_generator(5, 1), shard=ctx))
+                for ctx in _two_ranks()]
+    assert len(per_rank[0]) == len(per_rank[1]) == len(full)  # every rank takes every step
+    for (index, x), share0, share1 in zip(full, *per_rank):
+        assert torch.equal(share0[0], index[0::2]) and torch.equal(share1[0], index[1::2])
+        assert torch.equal(share0[1], x[0::2]) and torch.equal(share1[1], x[1::2])
+
+
+def test_in_memory_batches_are_shared_between_ranks(digits):
+    _check_shares_rebuild_the_batches(digits.train.unlabeled(), 64)
+    labeled = list(digits.train.batches(100, shuffle=True, generator=epoch_generator(0, 0), shard=_two_ranks()[1]))
+    assert all(torch.equal(y, digits.train.labels[index]) for index, _, y in labeled)
+
+
+def test_streamed_batches_are_shared_between_ranks_and_decoded_once(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(11):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / f"{i:02d}.png")
+    info = DatasetInfo("toy", (3, 8, 8), 4, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3))
+    _check_shares_rebuild_the_batches(open_unlabeled([tmp_path], info, StreamSettings(num_workers=0)), 4)
+
+
+def test_a_view_kept_on_a_device_gives_the_same_batches(digits):
+    view = digits.train.unlabeled()
+    moved = view.to(torch.device("cpu"))
+    assert moved.device == torch.device("cpu") and moved.fingerprint() == view.fingerprint()
+    for (i, x), (j, y) in zip(view.batches(64, generator=epoch_generator(0, 0), shuffle=True),
+                              moved.batches(64, generator=epoch_generator(0, 0), shuffle=True)):
+        assert torch.equal(i, j) and torch.equal(x, y)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_dataset_on_the_gpu_gives_the_cpu_batches_augmented_too(digits):
+    cuda = digits.train.to(torch.device("cuda"))
+    for (i, x, y), (j, gx, gy) in zip(digits.train.batches(64, True, True, epoch_generator(0, 0)),
+                                      cuda.batches(64, True, True, epoch_generator(0, 0))):
+        assert gx.device.type == "cuda" and torch.equal(i, j) and torch.equal(y, gy.cpu())
+        torch.testing.assert_close(gx.cpu(), x)

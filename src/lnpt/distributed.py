@@ -174,22 +174,29 @@ def all_reduce_sums(ctx: Distributed, sums: Mapping[str, float]) -> dict[str, fl
     return dict(zip(names, total.tolist()))
 
 
-def shard_batch(index: torch.Tensor, ctx: Distributed) -> tuple[torch.Tensor, float]:
-    """This rank's share of a global batch of sample indices, and the weight of its loss.
+def shard_batch(index: torch.Tensor, ctx: Distributed | None) -> torch.Tensor:
+    """This rank's share of a global batch of sample indices: ``index[rank::world]``.
 
-    Rank r keeps ``index[r::world]``; every rank draws the same global order from the same
-    ``(seed, epoch)`` generator, so the shares are disjoint and cover the batch. The weight
-    ``len(share) * world / len(index)`` makes DDP's average of the ranks' gradients equal the
-    gradient of the mean loss over the global batch when the shares differ in size (a short
-    last batch). A rank left without samples repeats the first with weight 0, so every rank
-    still takes the same number of steps (DDP would otherwise wait for it forever).
+    Every rank draws the same global order from the same ``(seed, epoch)`` generator, so the
+    shares are disjoint and cover the batch. A rank left without samples (a last batch shorter
+    than the world) gets the first sample again, with weight 0 (:func:`share_weight`), so every
+    rank takes the same number of steps: DDP would otherwise wait for it forever.
     """
-    if not ctx.active:
-        return index, 1.0
+    if ctx is None or not ctx.active:
+        return index
     share = index[ctx.rank::ctx.world_size]
-    if share.numel() == 0:
-        return index[:1], 0.0
-    return share, share.numel() * ctx.world_size / index.numel()
+    return share if share.numel() else index[:1]
+
+
+def share_weight(global_size: int, ctx: Distributed) -> float:
+    """The factor on this rank's mean loss for a global batch of ``global_size`` samples:
+    ``len(share) * world / global_size``. DDP averages the ranks' gradients, so with it the
+    update is the gradient of the mean loss over the whole global batch even when the shares
+    differ in size; 1.0 whenever they are equal (and in one process)."""
+    if not ctx.active:
+        return 1.0
+    count = len(range(ctx.rank, global_size, ctx.world_size))
+    return count * ctx.world_size / global_size
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -64,8 +64,8 @@ class FeatureAdapter(nn.Module):
         (used at pruning time, where there is no training to learn the adapter)."""
         if self.linear is None:
             return
-        s = torch.cat([student, torch.ones(student.shape[0], 1)], 1)
-        a = s.T @ s + ridge * torch.eye(s.shape[1])
+        s = torch.cat([student, student.new_ones(student.shape[0], 1)], 1)
+        a = s.T @ s + ridge * torch.eye(s.shape[1], dtype=s.dtype, device=s.device)
         w = torch.linalg.solve(a, s.T @ teacher)  # (d_s + 1, d_t)
         self.linear.weight.copy_(w[:-1].T)
         self.linear.bias.copy_(w[-1])

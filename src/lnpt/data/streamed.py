@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..distributed import Distributed
 from ..errors import ConfigError, DatasetNotFoundError
 from .augment import augment
 from .imagefolder import IMAGE_SUFFIXES
@@ -203,11 +204,12 @@ class StreamedImages:
         return self.subset(rest), self.subset(held)
 
     def batches(self, batch_size: int, shuffle: bool = False, augmented: bool = False,
-                generator: torch.Generator | None = None,
-                limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """As :meth:`UnlabeledView.batches`; a batch without its bad files is smaller, and a
-        batch of bad files only is left out."""
-        plan = [b.tolist() for b in _batch_indices(len(self), batch_size, shuffle, generator, limit)]
+                generator: torch.Generator | None = None, limit: int | None = None,
+                shard: Distributed | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """As :meth:`UnlabeledView.batches` (``shard``: this rank's share of each global batch,
+        decoded by this rank only); a batch without its bad files is smaller, and a batch of bad
+        files only is left out."""
+        plan = [b.tolist() for b in _batch_indices(len(self), batch_size, shuffle, generator, limit, shard)]
         if not plan:
             return
         loader = DataLoader(self._files, batch_sampler=plan, num_workers=self.settings.num_workers,

@@ -11,6 +11,7 @@ from typing import Iterator
 
 import torch
 
+from ..distributed import Distributed, shard_batch
 from .augment import augment
 from .info import DatasetInfo
 
@@ -29,17 +30,26 @@ class _Images:
     def __len__(self) -> int:
         return self._images.shape[0]
 
+    @property
+    def device(self) -> torch.device:
+        """Where the images are kept (and batches are made)."""
+        return self._images.device
+
+    def _moved(self, device: torch.device) -> None:
+        self._images = self._images.to(device)
+        self._mean, self._std = self._mean.to(device), self._std.to(device)
+
     def fingerprint(self) -> str:
         """Content hash of the images and their normalisation: equal fingerprints mean equal
         inputs, so stored teacher outputs for them can be reused."""
-        h = hashlib.sha256(self._images.contiguous().numpy().tobytes())
+        h = hashlib.sha256(self._images.contiguous().cpu().numpy().tobytes())
         h.update(repr((self.info.mean, self.info.std, tuple(self._images.shape))).encode())
         return h.hexdigest()
 
     def inputs(self, index: torch.Tensor, augmented: bool = False,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Normalised float inputs for ``index``, optionally augmented (before normalising)."""
-        x = self._images[index].float().div_(255.0)
+        x = self._images[index.to(self._images.device)].float().div_(255.0)
         if augmented:
             x = augment(x, self.info.crop_padding, self.info.hflip, generator)
         return (x - self._mean) / self._std
@@ -49,11 +59,18 @@ class UnlabeledView(_Images):
     """Inputs only. Iterating yields ``(index, x)``; the index lets a teacher cache per sample."""
 
     def batches(self, batch_size: int, shuffle: bool = False, augmented: bool = False,
-                generator: torch.Generator | None = None,
-                limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for index in _batch_indices(len(self), batch_size, shuffle, generator, limit):
+                generator: torch.Generator | None = None, limit: int | None = None,
+                shard: Distributed | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(index, x)``; with ``shard``, this rank's share of each global batch."""
+        for index in _batch_indices(len(self), batch_size, shuffle, generator, limit, shard):
             yield index, self.inputs(index, augmented, generator)
 
+    def to(self, device: torch.device) -> "UnlabeledView":
+        """The same images kept on ``device``: a small in-memory set lives on the GPU whole, so
+        batches are made there and no copy runs per step."""
+        view = UnlabeledView(self._images, self.info)
+        view._moved(device)
+        return view
 
     def head(self, n: int) -> "UnlabeledView":
         """The first ``n`` samples (a fixed held-out subset, e.g. for the learning gap)."""
@@ -84,16 +101,25 @@ class LabeledSet(_Images):
     def subset(self, index: torch.Tensor) -> "LabeledSet":
         return LabeledSet(self._images[index], self._labels[index], self.info)
 
+    def to(self, device: torch.device) -> "LabeledSet":
+        """The same images and labels kept on ``device`` (see :meth:`UnlabeledView.to`)."""
+        labeled = LabeledSet(self._images, self._labels, self.info)
+        labeled._moved(device)
+        labeled._labels = labeled._labels.to(device)
+        return labeled
+
     def batches(self, batch_size: int, shuffle: bool = False, augmented: bool = False,
-                generator: torch.Generator | None = None,
-                limit: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yield ``(index, x, y)``."""
-        for index in _batch_indices(len(self), batch_size, shuffle, generator, limit):
-            yield index, self.inputs(index, augmented, generator), self._labels[index]
+                generator: torch.Generator | None = None, limit: int | None = None,
+                shard: Distributed | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield ``(index, x, y)``; with ``shard``, this rank's share of each global batch."""
+        for index in _batch_indices(len(self), batch_size, shuffle, generator, limit, shard):
+            yield index, self.inputs(index, augmented, generator), self._labels[index.to(self._labels.device)]
 
 
 def _batch_indices(n: int, batch_size: int, shuffle: bool, generator: torch.Generator | None,
-                   limit: int | None) -> Iterator[torch.Tensor]:
+                   limit: int | None, shard: Distributed | None = None) -> Iterator[torch.Tensor]:
+    """Index batches in (seeded) order; with ``shard``, each rank's share of the same global
+    batches (every rank draws the same order from the same generator)."""
     if batch_size <= 0:
         raise ValueError(f"batch size must be > 0, got {batch_size}")
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
@@ -101,5 +127,5 @@ def _batch_indices(n: int, batch_size: int, shuffle: bool, generator: torch.Gene
     for start in range(0, n, batch_size):
         if limit is not None and count >= limit:
             return
-        yield order[start:start + batch_size]
+        yield shard_batch(order[start:start + batch_size], shard)
         count += 1

@@ -108,8 +108,10 @@ def select_masks(scores: dict[str, torch.Tensor], density: float, scope: str = "
     names = list(scores)
     sizes = [scores[n].numel() for n in names]
     dtype = _ranking_dtype(scores)
-    allv = torch.cat([scores[n].detach().reshape(-1).to(dtype) for n in names])
-    before = [previous[n].reshape(-1) if previous is not None and n in previous
+    # Ranked on the CPU whatever the device: the same scores give the same masks on every
+    # device (kthvalue and tie order may differ between backends).
+    allv = torch.cat([scores[n].detach().reshape(-1).to("cpu", dtype) for n in names])
+    before = [previous[n].reshape(-1).cpu() if previous is not None and n in previous
               else torch.ones(size, dtype=torch.bool) for n, size in zip(names, sizes)]
     alive_all = torch.cat(before) != 0
     allv.masked_fill_(~alive_all, -math.inf)
@@ -119,7 +121,7 @@ def select_masks(scores: dict[str, torch.Tensor], density: float, scope: str = "
         kept, events = _select_global(names, allv, flat, alive, density, min_kept, round_index)
     else:
         kept, events = _select_layerwise(names, flat, alive, density, min_kept, round_index)
-    masks = {n: k.to(torch.float32).reshape(scores[n].shape) for n, k in zip(names, kept)}
+    masks = {n: k.to(scores[n].device, torch.float32).reshape(scores[n].shape) for n, k in zip(names, kept)}
     return masks, events
 
 

@@ -62,7 +62,9 @@ def _tp():
 
 def example_input(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
     p = next(model.parameters(), None)
-    return torch.zeros((2, *input_shape), dtype=p.dtype if p is not None else torch.float32)
+    if p is None:
+        return torch.zeros((2, *input_shape))
+    return p.new_zeros((2, *input_shape))
 
 
 class ChannelGraph:

@@ -61,7 +61,7 @@ def count_complexity(model: nn.Module, input_shape: tuple[int, ...]) -> Complexi
     try:
         model.eval()
         p = next(model.parameters(), None)
-        x = torch.zeros((1, *input_shape), dtype=p.dtype if p is not None else torch.float32)
+        x = torch.zeros((1, *input_shape)) if p is None else p.new_zeros((1, *input_shape))
         with torch.no_grad():
             model(x)
     finally:

@@ -84,9 +84,9 @@ def apply_masks(model: nn.Module, masks: Masks) -> nn.Module:
         if tuple(mask.shape) != tuple(current.shape):
             raise ValueError(f"mask for {name!r} has shape {tuple(mask.shape)}, weight has {tuple(current.shape)}")
         if prune.is_pruned(module) and hasattr(module, param + "_orig"):
-            getattr(module, param + "_mask").copy_(mask.to(current.dtype))
+            getattr(module, param + "_mask").copy_(mask.to(current.device, current.dtype))
         else:
-            prune.custom_from_mask(module, param, mask.to(current.dtype))
+            prune.custom_from_mask(module, param, mask.to(current.device, current.dtype))
         with torch.no_grad():
             getattr(module, param + "_orig").mul_(getattr(module, param + "_mask"))
             setattr(module, param, getattr(module, param + "_orig") * getattr(module, param + "_mask"))

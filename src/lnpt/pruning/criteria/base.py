@@ -97,7 +97,7 @@ def scoring_copy(model: nn.Module, masks: Masks,
         raise KeyError(f"masks name parameters the model does not have: {', '.join(missing)}")
     with torch.no_grad():
         for name, mask in masks.items():
-            params[name].mul_(mask.to(params[name].dtype))
+            params[name].mul_(mask.to(params[name].device, params[name].dtype))
     if inputs is not None and inputs.cfg.score_bn == "frozen":
         freeze_batchnorm(work, inputs.batches)
     chosen = {name: params[name] for name in masks}
@@ -167,7 +167,7 @@ def hessian_gradient_product(params: dict[str, nn.Parameter],
     for i in range(n_batches):
         grads = torch.autograd.grad(losses(i), plist, create_graph=True, allow_unused=True)
         z = sum(((gi * si).sum() for gi, si in zip(grads, g) if gi is not None),
-                torch.zeros((), dtype=plist[0].dtype))
+                plist[0].new_zeros(()))
         if not z.requires_grad:  # no weight reaches the loss twice (e.g. a linear model)
             continue
         second = torch.autograd.grad(z, plist, allow_unused=True)

@@ -22,6 +22,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ...device import device_of
 from ...surgery.masks import Masks
 from ..selection import all_finite
 from .base import ScoringInputs, register_criterion, scoring_copy
@@ -44,7 +45,7 @@ def _scores(model: nn.Module, masks: Masks, input_shape: tuple[int, int, int],
         return _scores_on_copy(model, masks, input_shape, dtype)
     slots, chosen = _linearised(model, masks, dtype)
     with _standing_in(model, slots):
-        out = model(torch.ones((1, *input_shape), dtype=dtype))
+        out = model(torch.ones((1, *input_shape), dtype=dtype, device=device_of(model)))
     grads = torch.autograd.grad(out.sum(), list(chosen.values()), allow_unused=True)
     return {name: (p.detach() * (torch.zeros_like(p) if g is None else g)).abs()
             for (name, p), g in zip(chosen.items(), grads)}
@@ -125,7 +126,7 @@ def _scores_on_copy(model: nn.Module, masks: Masks, input_shape: tuple[int, int,
         for t in work.state_dict().values():
             if t.is_floating_point():
                 t.abs_()
-    x = torch.ones((1, *input_shape), dtype=dtype)
+    x = torch.ones((1, *input_shape), dtype=dtype, device=device_of(work))
     plist = list(params.values())
     grads = torch.autograd.grad(work(x).sum(), plist, allow_unused=True)
     return {name: (p.detach() * (torch.zeros_like(p) if g is None else g)).abs()

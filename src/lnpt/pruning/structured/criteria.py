@@ -63,12 +63,12 @@ def aggregate(groups: Sequence[ChannelGroup], per_module: Mapping[str, torch.Ten
     (of ``kind``, or all kinds) through each member's channel -> root-channel map."""
     out = {}
     for g in groups:
-        acc = torch.zeros(g.size, dtype=torch.float64)
+        acc = torch.zeros(g.size, dtype=torch.float64)  # on the CPU: channel plans are made there
         for m in g.outputs:
             s = per_module.get(m.module)
             if s is None or (kind is not None and m.kind != kind):
                 continue
-            acc.index_add_(0, torch.tensor(m.roots), s.detach().to(torch.float64)[list(m.channels)])
+            acc.index_add_(0, torch.tensor(m.roots), s.detach().to("cpu", torch.float64)[list(m.channels)])
         out[g.root] = acc
     return out
 
