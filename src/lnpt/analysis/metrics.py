@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from ..device import device_of
 from ..features import feature_distance
 from ..models import forward_with_features
 from ..surgery.masks import get_masks
@@ -39,7 +40,7 @@ def weight_distance(model: nn.Module, init: dict[str, torch.Tensor]) -> dict[str
     now = effective_weights(model)
     total_sq, init_sq, out = 0.0, 0.0, {}
     for name, w in now.items():
-        d = (w - init[name]).pow(2).sum().item()
+        d = (w - init[name].to(w.device)).pow(2).sum().item()
         total_sq += d
         init_sq += init[name].pow(2).sum().item()
         out[f"layer/{name}"] = d ** 0.5
@@ -60,8 +61,10 @@ def learning_gap(model: nn.Module, inputs: list[torch.Tensor], teacher_features:
     was_training = model.training
     model.eval()
     total, raw, n = 0.0, 0.0, 0
+    device = device_of(model)
     for x, ft in zip(inputs, teacher_features):
-        _, fs = forward_with_features(model, x)
+        _, fs = forward_with_features(model, x.to(device))
+        ft = ft.to(device)
         if adapter is not None:
             fs = adapter(fs)
         b = x.shape[0]
