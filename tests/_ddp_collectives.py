@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lnpt.device import resolve_device
-from lnpt.distributed import (all_reduce_sums, broadcast_object, broadcast_tensors, epoch_generator,
+from lnpt.distributed import (all_reduce_sums, average_gradients, broadcast_object, broadcast_tensors, epoch_generator,
                               main_writes, process_group, run_on_main, shard_batch, share_weight, unwrap, wrap)
 from lnpt.errors import PruningError
 
@@ -56,6 +56,10 @@ def main(out: Path) -> None:
         seen["shard"] = shard_batch(torch.arange(5), ctx).tolist()
         seen["tiny"] = [shard_batch(torch.tensor([9]), ctx).tolist(), share_weight(1, ctx)]
         seen["grad"], seen["full_grad"] = _gradient(ctx)
+        outside = nn.Parameter(torch.zeros(2))
+        outside.grad = torch.full((2,), float(ctx.rank + 1))
+        average_gradients(ctx, [outside])
+        seen["averaged"] = outside.grad.tolist()
         seen["main_value"] = run_on_main(ctx, lambda: f"computed on rank {ctx.rank}")
         seen["error"] = _error_everywhere(ctx)
         with main_writes(ctx) as writer:

@@ -4,9 +4,6 @@ the one-process gradient, errors on rank 0 reach every rank, and only rank 0 wri
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,27 +12,15 @@ import torch
 from PIL import Image
 from torch import nn
 
+from _torchrun import torchrun
 from lnpt.data.info import DatasetInfo
 from lnpt.data.streamed import StreamSettings, open_unlabeled
-
 from lnpt.distributed import (SINGLE, Distributed, all_reduce_sums, broadcast_object, broadcast_tensors,
-                              epoch_generator,
-                              launched, main_writes, process_group, read_env, run_on_main, shard_batch, share_weight, unwrap,
-                              wrap)
+                              epoch_generator, launched, main_writes, process_group, read_env, run_on_main,
+                              shard_batch, share_weight, unwrap, wrap)
 from lnpt.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def torchrun(script: Path, *args: str, nproc: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
-    """Run ``script`` under ``torchrun --standalone`` with this checkout's sources first."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           str(script), *args]
-    return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_launcher_variables_are_read_and_checked():
@@ -88,7 +73,7 @@ def test_shares_cover_the_batch_once_and_weights_give_the_global_mean(n, world):
 
 @pytest.mark.slow
 def test_collectives_on_a_real_two_process_gloo_group(tmp_path):
-    result = torchrun(ROOT / "tests" / "_ddp_collectives.py", str(tmp_path))
+    result = torchrun(str(ROOT / "tests" / "_ddp_collectives.py"), str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["rank"] for r in ranks] == [0, 1] and {r["backend"] for r in ranks} == {"gloo"}
@@ -102,6 +87,7 @@ def test_collectives_on_a_real_two_process_gloo_group(tmp_path):
     assert ranks[0]["tiny"] == [[9], 2.0] and ranks[1]["tiny"] == [[9], 0.0]
     for r in ranks:
         assert r["grad"] == pytest.approx(r["full_grad"], rel=1e-5, abs=1e-7)
+        assert r["averaged"] == [1.5, 1.5]
         assert r["main_value"] == "computed on rank 0"
         assert r["error"] == "nothing left to prune"
         assert r["exists_after_barrier"]

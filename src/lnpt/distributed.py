@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -172,6 +172,20 @@ def all_reduce_sums(ctx: Distributed, sums: Mapping[str, float]) -> dict[str, fl
     total = torch.tensor([float(sums[k]) for k in names], dtype=torch.float64, device=_comm_device(ctx))
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return dict(zip(names, total.tolist()))
+
+
+def average_gradients(ctx: Distributed, params: Sequence[torch.Tensor]) -> None:
+    """Replace each parameter's gradient by its mean over the ranks (in place), for parameters
+    that train outside the data-parallel wrapper (a loss's adapter)."""
+    if not ctx.active:
+        return
+    comm = _comm_device(ctx)
+    for p in params:
+        if p.grad is None:
+            continue
+        grad = p.grad.to(comm)
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        p.grad.copy_(grad.div_(ctx.world_size))
 
 
 def shard_batch(index: torch.Tensor, ctx: Distributed | None) -> torch.Tensor:
