@@ -37,9 +37,9 @@ from lnpt.models import create_model, feature_dim
 from lnpt.recipes.teacher_training import train_teacher
 from lnpt.serve import RemoteTeacher
 from lnpt.serve.background import ServerProcess
-from lnpt.teachers import LocalTeacher, Teacher
+from lnpt.teachers import LocalTeacher, Teacher, teacher_guidance
 from lnpt.teachers.wire import FORMATS, encode
-from lnpt.train import LossContext, create_loss, fit
+from lnpt.train import FitOptions, LossContext, create_loss, fit
 
 
 def quick_teacher(out: Path) -> Path:
@@ -162,7 +162,8 @@ def epoch_seconds(data, teacher: Teacher) -> float:
     cfg = TrainConfig(loss="lnpt", epochs=1)
     loss = create_loss(cfg, LossContext(feature_dim(student), teacher.info.feature_dim))
     t0 = time.perf_counter()
-    fit(student, loss, data.train, cfg, batch_size=128, teacher=teacher, teacher_cache=False, progress=False)
+    guidance = teacher_guidance(teacher, data.train.unlabeled(), augment=False, cache=False)
+    fit(student, loss, data.train, cfg, guidance=guidance, options=FitOptions(batch_size=128))
     return round(time.perf_counter() - t0, 2)
 
 

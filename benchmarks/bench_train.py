@@ -26,11 +26,11 @@ import torch
 from lnpt.config import TrainConfig
 from lnpt.data import load_data
 from lnpt.models import create_model, feature_dim
-from lnpt.teachers import load_teacher
-from lnpt.train import LossContext, create_loss, fit
+from lnpt.teachers import Teacher, load_teacher, teacher_guidance
+from lnpt.train import FitOptions, LossContext, OnEpochEnd, create_loss, fit
 
 
-class TimedTeacher:
+class TimedTeacher(Teacher):
     """Counts the seconds spent inside the teacher, so its share of an epoch is measured in
     the same epoch (a separate pass would see different load on a shared machine)."""
 
@@ -55,8 +55,10 @@ def epoch_times(data, teacher, model_name, loss_name, cache, epochs, batch_size,
     def on_epoch(record):
         inside.append(timed.seconds - sum(inside))
 
-    result = fit(model, loss, data.train, cfg, batch_size=batch_size, teacher=timed if loss.needs_teacher else None,
-                 teacher_cache=cache, progress=False, on_epoch=on_epoch, prefetch=prefetch)
+    guidance = teacher_guidance(timed, data.train.unlabeled(), augment=False, cache=cache,
+                                prefetch="on" if prefetch else "off")
+    result = fit(model, loss, data.train, cfg, guidance=guidance, callbacks=[OnEpochEnd(on_epoch)],
+                 options=FitOptions(batch_size=batch_size))
     return [r["epoch_seconds"] for r in result.history], inside
 
 

@@ -13,11 +13,11 @@ import torch
 from lnpt.serve import RemoteTeacher
 from lnpt.serve.background import ServerThread
 from lnpt.serve.server import create_app
-from lnpt.teachers import Guidance, LocalTeacher
+from lnpt.teachers import Guidance, LocalTeacher, Teacher
 from lnpt.teachers.wire import OUTPUT_NAMES, SAFETENSORS, decode, encode
 
 
-class SlowTeacher:
+class SlowTeacher(Teacher):
     """A teacher that takes ``delay`` seconds per batch and records how many run at once.
 
     Replicas (the server deep-copies its teacher per worker) share one tracker, so the peak is

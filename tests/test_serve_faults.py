@@ -23,8 +23,8 @@ from lnpt.errors import LnptError
 from lnpt.models import create_model, feature_dim
 from lnpt.serve import RemoteTeacher, TeacherUnavailableError
 from lnpt.serve.background import ServerProcess
-from lnpt.teachers import Guidance, Teacher
-from lnpt.train import LossContext, create_loss, fit
+from lnpt.teachers import Guidance, Teacher, teacher_guidance
+from lnpt.train import Checkpoint, FitOptions, LossContext, create_loss, fit
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +40,10 @@ def _train(digits, teacher: Teacher, loss_name: str, run_dir: Path | None = None
     student = create_model("lenet5", info.input_shape, info.num_classes, 1.0, seed=1)
     cfg = TrainConfig(loss=loss_name, epochs=EPOCHS, lr=0.05)
     loss = create_loss(cfg, LossContext(feature_dim(student), teacher.info.feature_dim))
-    fit(student, loss, digits.train, cfg, batch_size=BATCH, seed=0, teacher=teacher,
-        teacher_cache=False, run_dir=run_dir, resume=resume, progress=False)
+    fit(student, loss, digits.train, cfg,
+        guidance=teacher_guidance(teacher, digits.train.unlabeled(), augment=False, cache=False),
+        callbacks=[Checkpoint(run_dir, resume=resume)] if run_dir is not None else [],
+        options=FitOptions(batch_size=BATCH, seed=0))
     return {**{f"student.{k}": v for k, v in student.state_dict().items()},
             **{f"loss.{k}": v for k, v in loss.state_dict().items()}}
 
@@ -52,7 +54,7 @@ def _assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]
         assert torch.equal(a[k], b[k]), f"{k} differs by {(a[k] - b[k]).abs().max().item()}"
 
 
-class KillOnCall:
+class KillOnCall(Teacher):
     """Passes guidance through from ``remote``; just before call number ``at`` runs ``action``
     (which kills the server): the failure hits in the middle of an epoch."""
 

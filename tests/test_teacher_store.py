@@ -1,10 +1,11 @@
 """Stored teacher outputs: computed once per content, reused, never trusted when damaged."""
 import torch
 
+from lnpt.teachers import Teacher
 from lnpt.teachers.store import all_outputs
 
 
-class Counting:
+class Counting(Teacher):
     def __init__(self, teacher):
         self.teacher, self.info, self.identity, self.samples = teacher, teacher.info, teacher.identity, 0
 

@@ -9,7 +9,8 @@ from lnpt.config import TrainConfig
 from lnpt.errors import TrainingError
 from lnpt.models import create_model, feature_dim
 from lnpt.surgery.masks import apply_masks
-from lnpt.train import LossContext, create_loss, fit
+from lnpt.teachers import Teacher, teacher_guidance, wants_prefetch
+from lnpt.train import Checkpoint, FitOptions, LossContext, OnEpochEnd, create_loss, fit
 from lnpt.train.losses import PseudoLabel
 
 
@@ -17,10 +18,20 @@ def _student(digits, seed=1):
     return create_model("lenet5", digits.info.input_shape, digits.info.num_classes, seed=seed)
 
 
-def _fit(digits, teacher, model, cfg, **kw):
+def _guidance(digits, teacher, augment=False, teacher_cache=True, prefetch="auto"):
+    return teacher_guidance(teacher, digits.train.unlabeled(), augment=augment, cache=teacher_cache,
+                            prefetch={True: "on", False: "off"}.get(prefetch, prefetch))
+
+
+def _fit(digits, teacher, model, cfg, run_dir=None, fingerprint="", resume=False, on_epoch=None,
+         schedule_span=None, train_set=None, **guidance):
+    """The trainer as the pipeline drives it: guidance composed from the teacher settings, the
+    user's epoch hook, then the resumable checkpoint."""
     loss = create_loss(cfg, LossContext(feature_dim(model), teacher.info.feature_dim))
-    return fit(model, loss, kw.pop("train_set", digits.train), cfg, batch_size=64, seed=3,
-               teacher=teacher, progress=False, **kw), loss
+    callbacks = ([OnEpochEnd(on_epoch)] if on_epoch else []) + ([Checkpoint(run_dir, fingerprint, resume)]
+                                                                 if run_dir else [])
+    return fit(model, loss, train_set or digits.train, cfg, guidance=_guidance(digits, teacher, **guidance),
+               callbacks=callbacks, options=FitOptions(batch_size=64, seed=3, schedule_span=schedule_span)), loss
 
 
 def _state(model):
@@ -119,9 +130,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_state(digits, digits_teacher,
     model = _student(digits)
     cfg = TrainConfig(loss="pseudo", epochs=3)
     loss = _ExplodesInEpochTwo(steps_per_epoch=-(-len(digits.train) // 64))
-    with pytest.raises(TrainingError, match="non-finite training loss .* epoch 2"):
-        fit(model, loss, digits.train, cfg, batch_size=64, teacher=digits_teacher, run_dir=tmp_path,
-            progress=False)
+    with pytest.raises(TrainingError, match="non-finite training loss .* epoch 2.*kept in"):
+        fit(model, loss, digits.train, cfg, guidance=_guidance(digits, digits_teacher),
+            callbacks=[Checkpoint(tmp_path)], options=FitOptions(batch_size=64))
     state = torch.load(tmp_path / "train_state.pt", weights_only=True)
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -130,7 +141,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_state(digits, digits_teacher,
 def test_teacher_cache_calls_the_teacher_once_per_sample(digits, digits_teacher):
     calls = []
 
-    class Counting:
+    class Counting(Teacher):
         info = digits_teacher.info
 
         def guide(self, x):
@@ -140,11 +151,16 @@ def test_teacher_cache_calls_the_teacher_once_per_sample(digits, digits_teacher)
     model = _student(digits)
     cfg = TrainConfig(loss="lnpt", epochs=3)
     loss = create_loss(cfg, LossContext(feature_dim(model), digits_teacher.info.feature_dim))
-    fit(model, loss, digits.train, cfg, batch_size=64, teacher=Counting(), teacher_cache=True, progress=False)
+    opts = FitOptions(batch_size=64)
+    fit(model, loss, digits.train, cfg, guidance=_guidance(digits, Counting(), teacher_cache=True), options=opts)
     assert sum(calls) == len(digits.train)
     calls.clear()
-    fit(_student(digits), loss, digits.train, cfg, batch_size=64, teacher=Counting(), augment=True, progress=False)
+    augmented = FitOptions(batch_size=64, augment=True)
+    fit(_student(digits), loss, digits.train, cfg, guidance=_guidance(digits, Counting(), augment=True),
+        options=augmented)
     assert sum(calls) == 3 * len(digits.train)  # augmented inputs change: never cached
+    with pytest.raises(TrainingError, match="cannot serve augmented inputs"):
+        fit(_student(digits), loss, digits.train, cfg, guidance=_guidance(digits, Counting()), options=augmented)
 
 
 def test_prefetched_guidance_gives_identical_training(digits, digits_teacher):
@@ -152,7 +168,7 @@ def test_prefetched_guidance_gives_identical_training(digits, digits_teacher):
 
     threads = set()
 
-    class Prefetching:
+    class Prefetching(Teacher):
         info = digits_teacher.info
         prefers_prefetch = True
 
@@ -164,8 +180,8 @@ def test_prefetched_guidance_gives_identical_training(digits, digits_teacher):
     a, b = _student(digits), _student(digits)
     _fit(digits, digits_teacher, a, cfg, teacher_cache=False)
     loss = create_loss(cfg, LossContext(feature_dim(b), digits_teacher.info.feature_dim))
-    fit(b, loss, digits.train, cfg, batch_size=64, seed=3, teacher=Prefetching(), teacher_cache=False,
-        progress=False)
+    fit(b, loss, digits.train, cfg, guidance=_guidance(digits, Prefetching(), teacher_cache=False),
+        options=FitOptions(batch_size=64, seed=3))
     assert any(t.startswith("lnpt-guidance") for t in threads)
     for va, vb in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(va, vb)
@@ -174,8 +190,6 @@ def test_prefetched_guidance_gives_identical_training(digits, digits_teacher):
 def test_local_teacher_prefetch_runs_in_a_worker_and_changes_nothing(digits, digits_teacher, monkeypatch):
     """An in-process teacher prefetched in a worker thread (cache off: it runs every step)."""
     import threading
-
-    from lnpt.train import wants_prefetch
 
     threads = set()
     real_guide = digits_teacher.guide
@@ -199,9 +213,7 @@ def test_local_teacher_prefetch_runs_in_a_worker_and_changes_nothing(digits, dig
 
 
 def test_auto_prefetch_for_a_local_teacher_only_with_idle_cores(digits_teacher, monkeypatch):
-    from lnpt.train import wants_prefetch
-
-    monkeypatch.setattr("lnpt.train.loop.available_cores", lambda: 8)
+    monkeypatch.setattr("lnpt.teachers.guidance.available_cores", lambda: 8)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
     assert not wants_prefetch("auto", digits_teacher)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
@@ -246,6 +258,6 @@ def test_gradient_clipping_bounds_the_update(digits, digits_teacher):
     model = _student(digits)
     before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
     small = digits.train.subset(torch.arange(64))
-    fit(model, create_loss(cfg, LossContext(1, None)), small, cfg, batch_size=64, progress=False)
+    fit(model, create_loss(cfg, LossContext(1, None)), small, cfg, options=FitOptions(batch_size=64))
     after = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert (after - before).norm().item() == pytest.approx(1e-3, rel=1e-3)

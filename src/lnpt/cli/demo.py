@@ -30,6 +30,7 @@ from ..extras import MissingExtraError, require
 from ..recipes.pipeline import run_pipeline
 from ..recipes.teacher_training import train_teacher
 from ..run_folder import RunFolder
+from .output import add_output_flags, progress_setting
 
 # The demo's settings; chosen by measurement (docs/BENCHMARKS.md, "Demo").
 DEMO = RunConfig(
@@ -49,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="folder for the two run directories (default: runs/demo-<time>)")
     p.add_argument("--teacher", default=None, help="teacher checkpoint or http URL (default: shipped)")
     p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {DEMO.train.epochs})")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_output_flags(p)
     p.set_defaults(func=_demo)
 
 
@@ -89,9 +90,10 @@ def _demo(args: argparse.Namespace) -> int:
     rows = []
     for label, loss in (("label-free (LNPT loss)", "lnpt"), ("supervised (true labels)", "supervised")):
         run_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=loss))
-        print(f"== {label}: {cfg.model.model} pruned by {cfg.prune.criterion} to "
-              f"{cfg.weights.sparsity:.0%} sparsity, {cfg.train.epochs} epochs", file=sys.stderr)
-        summary = run_pipeline(run_cfg, out / loss, resume=True, progress=not args.no_progress)
+        if not args.quiet:
+            print(f"== {label}: {cfg.model.model} pruned by {cfg.prune.criterion} to "
+                  f"{cfg.weights.sparsity:.0%} sparsity, {cfg.train.epochs} epochs", file=sys.stderr)
+        summary = run_pipeline(run_cfg, out / loss, resume=True, progress=progress_setting(args))
         rows.append((label, summary))
     teacher = rows[0][1]["teacher"]
     print(f"\nLNPT demo on {cfg.data.dataset}: student {cfg.model.model}, "

@@ -9,6 +9,7 @@ from ..recipes.pipeline import default_run_name, run_pipeline
 from ..recipes.settings import check_given
 from ..run_folder import RunFolder
 from .options import add_run_sections, overrides
+from .output import add_output_flags, progress_setting
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="run configuration file (.toml, .yaml, .json)")
     p.add_argument("--out", help="run directory (default: runs/<model>-<criterion>-s<sparsity>-<loss>-seed<seed>-<hash>)")
     p.add_argument("--resume", action="store_true", help="continue a stopped run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_output_flags(p)
     p.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="seed of init, scoring and training order (default: 0)")
     add_run_sections(p, SECTIONS)
     p.set_defaults(func=_run)
@@ -42,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / default_run_name(cfg)
-    summary = run_pipeline(cfg, out, resume=args.resume, progress=not args.no_progress)
+    summary = run_pipeline(cfg, out, resume=args.resume, progress=progress_setting(args))
     print(RunFolder(out).summary_md.read_text())
     print(f"run directory: {out}")
     return 0 if summary else 1

@@ -10,6 +10,7 @@ from ..experiments.grid import SweepSpec, load_sweep
 from ..experiments.sweep import run_sweep
 from ..run_folder import RunFolder
 from .options import add_run_sections, overrides
+from .output import add_output_flags
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="sweep directory (default: sweeps/<CONFIG name>)")
     p.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes (default: 1)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and their state, run nothing")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per cell still printed)")
+    add_output_flags(p, lines="one line per finished cell")
     p.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="base seed (when not in the grid)")
     add_run_sections(p, SECTIONS)
     p.set_defaults(func=_sweep)
@@ -50,7 +51,8 @@ def _sweep(args: argparse.Namespace) -> int:
             print(f"{state:9s} {cell.name}")
         print(f"{len(cells)} cell(s) in {out}")
         return 0
-    result = run_sweep(spec, out, jobs=args.jobs, progress=not args.no_progress, log=print if args.no_progress else None)
+    result = run_sweep(spec, out, jobs=args.jobs, progress=not (args.no_progress or args.quiet),
+                       log=(lambda line: None) if args.quiet else None)
     done, skipped, failed = (len(result.names(s)) for s in ("done", "skipped", "failed"))
     print(f"sweep {out}: {done} run, {skipped} already finished, {failed} failed"
           + (f" (see {out / 'failures.json'})" if failed else "") + f"; report: lnpt report {out}")

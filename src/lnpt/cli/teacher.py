@@ -11,6 +11,7 @@ from ..recipes.teacher_training import train_teacher
 from ..teachers import shipped_teacher_path
 from ..train.evaluate import accuracy
 from .options import add_section_args
+from .output import add_output_flags, progress_setting
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--seed", type=int, default=0, help="seed of init and data order (default: 0)")
     tr.add_argument("--out", required=True, help="output folder for checkpoints and the metrics log")
     tr.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
-    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output_flags(tr)
     tr.set_defaults(func=_train)
 
     ev = tsub.add_parser("eval", help="test accuracy of a teacher checkpoint (default: the shipped one)")
@@ -46,10 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
 
-    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "teacher_command", "out", "resume", "no_progress", "seed")}
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "teacher_command", "out", "resume", "no_progress", "quiet", "seed")}
     cfg = replace_flat(RunConfig(train=TrainConfig(loss="supervised")), given)
     result = train_teacher(cfg.model, cfg.data, cfg.train, args.out, seed=args.seed, resume=args.resume,
-                           progress=not args.no_progress)
+                           progress=progress_setting(args))
     print(json.dumps(result, indent=2))
     return 0
 

@@ -39,7 +39,8 @@ from ..errors import ConfigError, LnptError
 from ..pruning.student import validate
 from ..recipes.pipeline import run_pipeline
 from ..run_folder import RunDirError, RunFolder
-from ..train import wants_prefetch
+from ..teachers.guidance import wants_prefetch
+from ..train.callbacks import progress_mode
 from .grid import Cell, SweepSpec
 
 FAILURES_FILE = "failures.json"
@@ -183,7 +184,9 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, jobs: int = 1, runner: Run
     """Run all cells of ``spec`` into ``sweep_dir``; see the module docstring for the rules.
 
     ``runner`` defaults to the real pipeline; tests inject a fake that writes run files. With
-    ``jobs > 1`` it must be picklable (a module-level function).
+    ``jobs > 1`` it must be picklable (a module-level function). Each finished cell is one line
+    through ``log`` (default: printed); ``progress`` adds a bar over the cells when stderr is a
+    terminal (never in a log file, which would receive every refresh).
     """
     sweep_dir = Path(sweep_dir)
     runner = runner or default_runner
@@ -209,7 +212,8 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, jobs: int = 1, runner: Run
         else:
             todo.append((cell, cell_dir.is_dir()))
     total = len(cells)
-    bar = tqdm(total=total, initial=total - len(todo), desc="sweep", unit="cell", disable=not progress)
+    bar = tqdm(total=total, initial=total - len(todo), desc="sweep", unit="cell",
+               disable=progress_mode(progress, sys.stderr) != "bar")
     if total - len(todo):
         say(f"{total - len(todo)} of {total} cell(s) already finished or blocked; {len(todo)} to run")
 

@@ -28,9 +28,24 @@ from ..errors import ConfigError, PruningError
 from ..models import feature_dim
 from ..pruning.student import prune_student, validate
 from ..run_folder import RunFolder
-from ..teachers import check_compatible, load_teacher
-from ..teachers.store import all_outputs
-from ..train import Evaluator, LossContext, create_loss, fit, wants_prefetch
+from ..teachers import (
+    GuidanceSource,
+    Teacher,
+    check_compatible,
+    load_teacher,
+    teacher_guidance,
+)
+from ..train import (
+    Checkpoint,
+    Evaluate,
+    Evaluator,
+    FitOptions,
+    LossContext,
+    Progress,
+    TrainLoss,
+    create_loss,
+    fit,
+)
 from .start import build_student, load_start, start_path
 
 
@@ -47,11 +62,13 @@ def default_run_name(cfg: RunConfig) -> str:
             f"-seed{cfg.seed}-{fingerprint(cfg)}")
 
 
-def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False,
+                 progress: bool | str = True) -> dict[str, Any]:
     """Prune, train and evaluate one student as ``cfg`` says; return the summary.
 
     With ``resume``, a run directory written by the same configuration continues where it
     stopped (the pruned student is reloaded, not re-scored); a finished run is returned as is.
+    ``progress``: see :func:`lnpt.train.callbacks.progress_mode` (False: nothing printed).
     """
     out = Path(out)
     run = RunFolder(out)
@@ -101,9 +118,9 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     loss = create_loss(cfg.train, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed), cfg.loss)
     evaluator = Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.loss.tau,
                           store=cfg.teacher.teacher_store, val=data.val)
-    result = fit(student, loss, data.train, cfg.train, evaluate=evaluator, run_dir=out, resume=resume,
-                 fingerprint=fingerprint(cfg), progress=progress, schedule_span=_span(cfg, after_pruning=True),
-                 **_fit_inputs(cfg, data, teacher, loss))
+    callbacks = [Evaluate(evaluator), Checkpoint(out, fingerprint(cfg), resume), Progress(progress)]
+    result = fit(student, loss, data.train, cfg.train, guidance=_guidance(cfg, data, teacher, loss),
+                 callbacks=callbacks, options=_fit_options(cfg, after_pruning=True))
     final = result.final
     accs = [r["test_acc"] for r in result.history if "test_acc" in r]
     summary = {
@@ -128,16 +145,20 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False, progress
     return summary
 
 
-def _fit_inputs(cfg: RunConfig, data, teacher, loss) -> dict[str, Any]:
-    """The keyword arguments of :func:`fit` that come from the data and teacher settings."""
-    d, t = cfg.data, cfg.teacher
-    outputs = None
-    if loss.needs_teacher and t.teacher_cache and not d.augment and t.teacher_store:
-        outputs = all_outputs(teacher, data.train.unlabeled(), t.teacher_store)
-    guide = teacher if loss.needs_teacher else None
-    return {"batch_size": d.batch_size, "augment": d.augment, "seed": cfg.seed, "teacher": guide,
-            "teacher_cache": t.teacher_cache, "teacher_outputs": outputs,
-            "prefetch": wants_prefetch(t.teacher_prefetch, guide)}
+def _guidance(cfg: RunConfig, data, teacher: Teacher, loss: TrainLoss) -> GuidanceSource | None:
+    """The teacher's guidance as the teacher settings compose it (None when the loss needs
+    none): stored outputs, the per-sample cache and prefetch."""
+    if not loss.needs_teacher:
+        return None
+    t = cfg.teacher
+    return teacher_guidance(teacher, data.train.unlabeled(), augment=cfg.data.augment, cache=t.teacher_cache,
+                            store=t.teacher_store, prefetch=t.teacher_prefetch)
+
+
+def _fit_options(cfg: RunConfig, after_pruning: bool) -> FitOptions:
+    d = cfg.data
+    return FitOptions(batch_size=d.batch_size, augment=d.augment, seed=cfg.seed,
+                      schedule_span=_span(cfg, after_pruning))
 
 
 def _span(cfg: RunConfig, after_pruning: bool) -> tuple[int, int] | None:
@@ -151,7 +172,8 @@ def _span(cfg: RunConfig, after_pruning: bool) -> tuple[int, int] | None:
     return (before, total) if after_pruning else (0, total)
 
 
-def _train_before_pruning(student: torch.nn.Module, cfg: RunConfig, data, teacher, progress: bool) -> float:
+def _train_before_pruning(student: torch.nn.Module, cfg: RunConfig, data, teacher: Teacher,
+                          progress: bool | str) -> float:
     """Early pruning (``--prune-after-epochs N``): train the dense student with the run's own
     loss and recipe for N epochs, so the criterion scores a partly trained network. Channel
     scores at initialisation mostly see the random init; after a short label-free phase they
@@ -164,8 +186,8 @@ def _train_before_pruning(student: torch.nn.Module, cfg: RunConfig, data, teache
     start = time.perf_counter()
     train_cfg = dataclasses.replace(cfg.train, epochs=epochs)
     loss = create_loss(train_cfg, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed), cfg.loss)
-    fit(student, loss, data.train, train_cfg, progress=progress, schedule_span=_span(cfg, after_pruning=False),
-        **_fit_inputs(cfg, data, teacher, loss))
+    fit(student, loss, data.train, train_cfg, guidance=_guidance(cfg, data, teacher, loss),
+        callbacks=[Progress(progress, label="dense ")], options=_fit_options(cfg, after_pruning=False))
     return time.perf_counter() - start
 
 

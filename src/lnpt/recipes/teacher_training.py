@@ -11,13 +11,14 @@ from ..config import DataConfig, ModelConfig, TrainConfig, to_dict
 from ..data import load_data
 from ..models import create_model
 from ..run_folder import RunFolder
+from ..train.callbacks import Evaluate, OnEpochEnd, Progress
 from ..train.evaluate import accuracy
-from ..train.loop import fit
+from ..train.loop import Checkpoint, FitOptions, fit
 from ..train.losses import Supervised
 
 
 def train_teacher(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
-                  out: str | Path, seed: int = 0, resume: bool = False, progress: bool = True) -> dict:
+                  out: str | Path, seed: int = 0, resume: bool = False, progress: bool | str = True) -> dict:
     """Train with true labels; write ``last.pt`` every epoch and ``best.pt`` at the best
     validation accuracy (both atomic, self-describing). Returns the final metrics."""
     out = Path(out)
@@ -42,7 +43,7 @@ def train_teacher(model_cfg: ModelConfig, data_cfg: DataConfig, train_cfg: Train
             save_checkpoint(RunFolder(out).teacher_best, model, model_cfg.model, model_cfg.width, data.info,
                             metrics, {"settings": settings})
 
-    result = fit(model, Supervised(), data.train, train_cfg, batch_size=data_cfg.batch_size,
-                 augment=data_cfg.augment, seed=seed, evaluate=evaluate, run_dir=out, resume=resume,
-                 fingerprint=repr(settings), progress=progress, on_epoch=on_epoch)
+    callbacks = [Evaluate(evaluate), OnEpochEnd(on_epoch), Checkpoint(out, repr(settings), resume), Progress(progress)]
+    result = fit(model, Supervised(), data.train, train_cfg, callbacks=callbacks,
+                 options=FitOptions(batch_size=data_cfg.batch_size, augment=data_cfg.augment, seed=seed))
     return {"best": best, "last": result.final, "seconds": time.perf_counter() - t0}

@@ -68,9 +68,8 @@ def teacher_fingerprint(teacher: Teacher) -> str:
     under the same address, instead of silently training on different guidance.
     """
     h = hashlib.sha256(json.dumps(teacher.info.to_dict(), sort_keys=True).encode())
-    model = getattr(teacher, "model", None)
-    if isinstance(model, torch.nn.Module):
-        for name, t in sorted(model.state_dict().items()):
+    if teacher.model is not None:
+        for name, t in sorted(teacher.model.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]

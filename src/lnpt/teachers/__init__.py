@@ -1,13 +1,21 @@
 """Teachers: the guidance interface; sources (lnpt checkpoints, TorchScript, ONNX, model
-factories with weights, remote servers) and a cache."""
+factories with weights, remote servers) and the guidance wrappers the trainer reads (cache,
+store, prefetch)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..errors import CheckpointError
-from .base import Guidance, Teacher, TeacherInfo, check_compatible
-from .cache import TeacherCache
+from .base import Guidance, Teacher, TeacherInfo, check_compatible, check_teacher
 from .formats import FORMATS, TeacherOptions, load_teacher_source
+from .guidance import (
+    GuidanceSource,
+    Prefetched,
+    TeacherCache,
+    TeacherSource,
+    teacher_guidance,
+    wants_prefetch,
+)
 from .local import LocalTeacher
 from .remote import RemoteTeacher
 
@@ -40,6 +48,6 @@ def load_teacher(source: str, dataset: str, token: str | None = None, timeout: f
     return load_teacher_source(source, options)
 
 
-__all__ = ["FORMATS", "Guidance", "LocalTeacher", "Teacher", "TeacherCache", "TeacherInfo",
-           "TeacherOptions", "check_compatible", "load_teacher", "load_teacher_source",
-           "shipped_teacher_path"]
+__all__ = ["FORMATS", "Guidance", "GuidanceSource", "LocalTeacher", "Prefetched", "Teacher", "TeacherCache",
+           "TeacherInfo", "TeacherOptions", "TeacherSource", "check_compatible", "check_teacher", "load_teacher",
+           "load_teacher_source", "shipped_teacher_path", "teacher_guidance", "wants_prefetch"]

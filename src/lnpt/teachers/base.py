@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 from ..data.info import DatasetInfo
 from ..errors import TeacherMismatchError
@@ -55,11 +56,40 @@ class TeacherInfo:
 
 @runtime_checkable
 class Teacher(Protocol):
+    """What every teacher offers; the criteria, the trainer, the output store and the server
+    read these members and nothing else.
+
+    A teacher may subclass this protocol to take the defaults of the three optional members.
+    """
+
     info: TeacherInfo
+    # What makes its outputs reproducible (e.g. the checkpoint's content hash): the key of
+    # stored outputs. None: unknown, so its outputs are never stored across runs.
+    identity: str | None = None
+    # True when ``guide`` mostly waits (on a network): overlapping it with the student's step
+    # is then free, so the trainer prefetches the next batch's guidance.
+    prefers_prefetch: bool = False
+    # The network, when it runs in this process: the server hashes its weights into the
+    # fingerprint it sends. None when the teacher is elsewhere (remote) or opaque.
+    model: nn.Module | None = None
 
     def guide(self, x: torch.Tensor) -> Guidance:
         """Logits and penultimate features for a batch of inputs; no gradient."""
         ...
+
+
+TEACHER_MEMBERS = ("info", "identity", "prefers_prefetch", "model", "guide")
+
+
+def check_teacher(obj: object) -> Teacher:
+    """``obj`` itself when it has every member of :class:`Teacher`; otherwise a TypeError that
+    names the missing ones (an object that only has ``info`` and ``guide`` can subclass
+    :class:`Teacher` to take the defaults of the others)."""
+    missing = [name for name in TEACHER_MEMBERS if not hasattr(obj, name)]
+    if missing:
+        raise TypeError(f"{type(obj).__name__} is not a Teacher: it lacks {', '.join(missing)}; "
+                        "subclass lnpt.teachers.Teacher to take the defaults")
+    return obj  # type: ignore[return-value]
 
 
 def check_compatible(info: TeacherInfo, data: DatasetInfo) -> None:

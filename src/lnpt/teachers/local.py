@@ -13,6 +13,13 @@ from .base import Guidance, TeacherInfo
 
 
 class LocalTeacher:
+    """A checkpoint's network run in this process (the :class:`~lnpt.teachers.base.Teacher`
+    protocol; ``model`` is the frozen network)."""
+
+    # Its forward competes with the student's step for the same cores: the trainer prefetches
+    # only when cores are idle (see :func:`lnpt.teachers.guidance.wants_prefetch`).
+    prefers_prefetch = False
+
     def __init__(self, model: nn.Module, info: TeacherInfo, identity: str | None = None) -> None:
         self.model = model.eval()
         for p in self.model.parameters():

@@ -71,6 +71,10 @@ class RemoteTeacher:
 
     # The trainer overlaps requests with training steps for teachers that set this.
     prefers_prefetch = True
+    # The served weights are not here: outputs are not stored across runs (the server's
+    # fingerprint guards them within a run), and the fingerprint hashes no local network.
+    identity: str | None = None
+    model = None
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0,
                  retry_budget: float = 120.0, wire_format: str = "safetensors",

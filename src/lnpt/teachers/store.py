@@ -22,10 +22,9 @@ def all_outputs(teacher: Teacher, view: UnlabeledView, store: str | Path | None 
                 batch_size: int = 500) -> Guidance:
     """Teacher logits and features for every sample of ``view``, in index order (NaN rows for
     samples a streamed view skipped as unreadable; they are never yielded, so never used)."""
-    identity = getattr(teacher, "identity", None)
     path = None
-    if store is not None and identity:
-        key = hashlib.sha256(f"{identity}|{view.fingerprint()}".encode()).hexdigest()[:32]
+    if store is not None and teacher.identity:
+        key = hashlib.sha256(f"{teacher.identity}|{view.fingerprint()}".encode()).hexdigest()[:32]
         path = Path(store) / f"{key}.pt"
         if path.is_file():
             try:

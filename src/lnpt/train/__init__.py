@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from ..features import FeatureAdapter, feature_distance, smooth
+from .callbacks import Callback, Evaluate, FitState, OnEpochEnd, Progress
 from .evaluate import Evaluator, accuracy
-from .loop import FitResult, fit, wants_prefetch
+from .loop import Checkpoint, FitOptions, FitResult, fit
 from .losses import LOSSES, Batch, LossContext, LossSpec, TrainLoss, create_loss, register_loss
 
-__all__ = ["Batch", "Evaluator", "FeatureAdapter", "FitResult", "LOSSES", "LossContext", "LossSpec", "TrainLoss",
-           "accuracy", "create_loss", "feature_distance", "fit", "register_loss", "smooth", "wants_prefetch"]
+__all__ = ["LOSSES", "Batch", "Callback", "Checkpoint", "Evaluate", "Evaluator", "FeatureAdapter", "FitOptions",
+           "FitResult", "FitState", "LossContext", "LossSpec", "OnEpochEnd", "Progress", "TrainLoss", "accuracy",
+           "create_loss", "feature_distance", "fit", "register_loss", "smooth"]
