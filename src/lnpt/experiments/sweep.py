@@ -185,8 +185,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, jobs: int = 1, runner: Run
 
     ``runner`` defaults to the real pipeline; tests inject a fake that writes run files. With
     ``jobs > 1`` it must be picklable (a module-level function). Each finished cell is one line
-    through ``log`` (default: printed); ``progress`` adds a bar over the cells when stderr is a
-    terminal (never in a log file, which would receive every refresh).
+    through ``log`` (default: printed); ``progress`` adds a bar when stderr is a terminal.
     """
     sweep_dir = Path(sweep_dir)
     runner = runner or default_runner
@@ -212,8 +211,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, jobs: int = 1, runner: Run
         else:
             todo.append((cell, cell_dir.is_dir()))
     total = len(cells)
-    bar = tqdm(total=total, initial=total - len(todo), desc="sweep", unit="cell",
-               disable=progress_mode(progress, sys.stderr) != "bar")
+    bar = tqdm(total=total, initial=total - len(todo), desc="sweep", unit="cell", disable=progress_mode(progress, sys.stderr) != "bar")
     if total - len(todo):
         say(f"{total - len(todo)} of {total} cell(s) already finished or blocked; {len(todo)} to run")
 
