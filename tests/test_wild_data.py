@@ -17,10 +17,10 @@ from lnpt.data.info import DatasetInfo
 from lnpt.data.streamed import StreamSettings, decode_image, open_unlabeled, scan_sources
 from lnpt.errors import DatasetNotFoundError
 from lnpt.models import create_model
-from lnpt.teachers import LocalTeacher, TeacherInfo
+from lnpt.teachers import LocalTeacher, TeacherInfo, teacher_guidance
 from lnpt.teachers.store import all_outputs
 from lnpt.train.evaluate import Evaluator
-from lnpt.train.loop import fit
+from lnpt.train.loop import FitOptions, fit
 from lnpt.train.losses import PseudoLabel
 
 INFO = DatasetInfo("toy", (3, 8, 8), 4, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), hflip=True, crop_padding=1)
@@ -94,8 +94,9 @@ def test_renaming_folders_keeps_every_batch_and_training_result(tmp_path):
         view = open_unlabeled([root], INFO, StreamSettings(num_workers=0))
         teacher = LocalTeacher(create_model("lenet5", INFO.input_shape, 4, seed=1), TeacherInfo("lenet5", 1.0, 84, INFO))
         student = create_model("lenet5", INFO.input_shape, 4, width=0.5, seed=2)
-        fit(student, PseudoLabel(), view, TrainConfig(loss="pseudo", epochs=2, lr=0.05), batch_size=4, seed=0,
-            teacher=teacher, progress=False, prefetch=False)
+        fit(student, PseudoLabel(), view, TrainConfig(loss="pseudo", epochs=2, lr=0.05),
+            guidance=teacher_guidance(teacher, view, augment=False, prefetch="off"),
+            options=FitOptions(batch_size=4, seed=0))
         return _epoch(view), student.state_dict()
 
     batches_a, weights_a = run(("cats", "dogs/big", "dogs/small", "zebras"))

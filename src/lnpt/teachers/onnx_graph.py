@@ -60,6 +60,11 @@ def _with_features_output(model: Any, features: str | None, path: Path) -> tuple
 class OnnxTeacher:
     """Frozen ONNX graph answering with its logits and its final layer's input."""
 
+    # Teacher protocol: no torch network to fingerprint (its file digest is its identity);
+    # it runs on this machine's cores, so prefetch only when cores are idle.
+    prefers_prefetch = False
+    model = None
+
     def __init__(self, session: Any, features: str, info: TeacherInfo, identity: str | None = None) -> None:
         self._session = session
         self._input = session.get_inputs()[0].name

@@ -70,6 +70,11 @@ def save_torchscript_teacher(model: nn.Module, info: DatasetInfo, path: str | Pa
 class TorchScriptTeacher:
     """Frozen TorchScript module, answering with logits and features per the contract above."""
 
+    # Teacher protocol: its forward shares the cores with the student's step (prefetch only on
+    # idle cores); its file digest is its identity, and the server hashes no weights for it.
+    prefers_prefetch = False
+    model = None
+
     def __init__(self, module: torch.jit.ScriptModule, info: TeacherInfo, tuple_out: bool,
                  identity: str | None = None) -> None:
         self.module = module.eval()

@@ -5,8 +5,7 @@ import torch
 from torch import nn
 
 from ..analysis.metrics import learning_gap, weight_distance
-from ..data.splits import DataSplits
-from ..data.views import LabeledSet
+from ..data.views import LabeledSet, UnlabeledView
 from ..features import FeatureAdapter
 from ..models import find_classifier, forward_with_features
 from ..teachers.base import Teacher
@@ -34,23 +33,24 @@ def accuracy(model: nn.Module, data: LabeledSet, batch_size: int = 1000,
 
 
 class Evaluator:
-    """Per-epoch metrics: test accuracy, validation accuracy (for choosing settings, not for
-    reporting), teacher agreement, learning gap on the held-out validation images (unlabeled)
-    and weight distance to the initial student. Teacher outputs are computed once (and read
-    from the output ``store`` when one is given)."""
+    """Per-epoch metrics: test accuracy, teacher agreement, learning gap on held-out unlabeled
+    data and weight distance to the initial student. Teacher outputs are computed once."""
 
-    def __init__(self, data: DataSplits, teacher: Teacher | None, init_weights: dict[str, torch.Tensor], *,
-                 tau: float = 4.0, store: str | None = None, batch_size: int = 1000,
-                 gap_samples: int = 2000) -> None:
-        self.test, self.teacher, self.init, self.batch_size, self.tau = data.test, teacher, init_weights, batch_size, tau
-        self.val = data.val if len(data.val) > 0 else None
+    def __init__(self, test: LabeledSet, gap_data: UnlabeledView | None, teacher: Teacher | None,
+                 init_weights: dict[str, torch.Tensor], batch_size: int = 1000,
+                 gap_samples: int = 2000, tau: float = 4.0, store: str | None = None,
+                 val: LabeledSet | None = None) -> None:
+
+        self.test, self.teacher, self.init, self.batch_size, self.tau = test, teacher, init_weights, batch_size, tau
+        self.val = val if val is not None and len(val) > 0 else None  # for choosing settings, not reporting
         self._teacher_test_labels = None
         self._gap_inputs: list[torch.Tensor] = []
         self._gap_teacher: list[torch.Tensor] = []
         if teacher is not None:
-            self._teacher_test_labels = all_outputs(teacher, data.test.unlabeled(), store).pseudo_labels
-            if len(data.val) > 0:
-                gap_view = data.val.unlabeled().head(min(len(data.val), gap_samples))
+            self._teacher_test_labels = all_outputs(teacher, test.unlabeled(), store).pseudo_labels
+            if gap_data is not None and len(gap_data) > 0:
+                n = min(len(gap_data), gap_samples)
+                gap_view = gap_data.head(n)
                 features = all_outputs(teacher, gap_view, store).features
                 for index, x in gap_view.batches(batch_size):
                     self._gap_inputs.append(x)
