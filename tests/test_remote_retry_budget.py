@@ -17,7 +17,8 @@ from lnpt.models import create_model, feature_dim
 from lnpt.serve import RemoteTeacher, TeacherUnavailableError
 from lnpt.serve.background import ServerThread
 from lnpt.serve.server import create_app
-from lnpt.train import LossContext, create_loss, fit
+from lnpt.teachers import teacher_guidance
+from lnpt.train import FitOptions, LossContext, create_loss, fit
 
 BUDGET = 1.0
 
@@ -68,8 +69,8 @@ def test_training_with_prefetch_stops_after_one_budget(digits, digits_teacher) -
     loss = create_loss(cfg, LossContext(feature_dim(student), remote.info.feature_dim))
     t0 = time.monotonic()
     with remote, pytest.raises(TeacherUnavailableError):
-        fit(student, loss, digits.train, cfg, batch_size=64, teacher=remote, teacher_cache=False,
-            progress=False, prefetch=True)
+        guidance = teacher_guidance(remote, digits.train.unlabeled(), augment=False, cache=False, prefetch="on")
+        fit(student, loss, digits.train, cfg, guidance=guidance, options=FitOptions(batch_size=64))
     elapsed = time.monotonic() - t0
     assert elapsed < BUDGET + 0.6, elapsed  # before: 2x the budget (prefetch spent a second one)
 
