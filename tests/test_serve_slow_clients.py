@@ -15,12 +15,12 @@ from lnpt.serve import ClientLimits, RemoteTeacher
 from lnpt.serve.background import ServerThread, StalledUploads
 from lnpt.serve.logs import ACCESS_LOGGER, SERVER_LOGGER
 from lnpt.serve.server import create_app
-from lnpt.teachers import Guidance, LocalTeacher
+from lnpt.teachers import Guidance, LocalTeacher, Teacher
 from lnpt.teachers.wire import JSON, SAFETENSORS, encode
 
 
 
-class SlowTeacher:
+class SlowTeacher(Teacher):
     """Answers after ``delay`` seconds (a teacher busy with a large batch)."""
 
     def __init__(self, info, delay: float) -> None:
