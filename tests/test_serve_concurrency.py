@@ -108,13 +108,12 @@ def test_requests_run_concurrently_up_to_the_bound(digits_teacher: LocalTeacher)
     slow = SlowTeacher(digits_teacher.info, delay=0.4)
     x = torch.zeros(2, 1, 8, 8)
     with ServerThread(create_app(slow, max_concurrency=2, max_queue=4, allow_unauthenticated=True)) as srv:
-        t0 = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
             codes = [r.status_code for r in pool.map(lambda _: _post(srv.url, x), range(4))]
-        elapsed = time.perf_counter() - t0
     assert codes == [200] * 4
-    assert slow.peak == 2               # two at once, never more
-    assert 0.75 < elapsed < 1.5         # two waves of 0.4 s, not four in a row (1.6 s)
+    # Two at once (the requests overlapped), never more. Counted by the teacher itself rather
+    # than timed: a wall-clock bound fails on a loaded machine without saying anything.
+    assert slow.peak == 2
 
 
 def test_overload_is_answered_503_not_queued_without_bound(digits_teacher: LocalTeacher) -> None:
