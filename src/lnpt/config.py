@@ -3,7 +3,7 @@
 They generate the CLI flags (see :mod:`lnpt.cli.options`), are saved in each run directory and
 are read back from TOML/YAML files. Field names are unique across sections so that each one
 is also a flat CLI flag (``sparsity`` -> ``--sparsity``). A new setting defaults to the old
-behaviour. Choices that SPEC.md marks as [choice] are fields here, so measurements can pick
+behaviour. Choices that docs/METHOD.md marks as [choice] are fields here, so measurements can pick
 their defaults.
 """
 from __future__ import annotations

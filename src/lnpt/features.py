@@ -1,4 +1,4 @@
-"""Feature smoothing, feature distances and the adapter between feature sizes (SPEC.md §1-2).
+"""Feature smoothing, feature distances and the adapter between feature sizes (docs/METHOD.md, "Smoothing and distance").
 
 Shared by the LNPT training loss, the LNPT pruning criterion and the learning-gap metric, so
 the three measure the same thing.

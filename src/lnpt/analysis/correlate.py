@@ -1,4 +1,4 @@
-"""Pearson, Spearman and Kendall correlations, in numpy, tie-aware (SPEC.md §1).
+"""Pearson, Spearman and Kendall correlations, in numpy, tie-aware (docs/learning-gap.md).
 
 The claim under test ("test accuracy tracks the learning gap, not the weight distance") is a
 statement about correlations over a handful of points (epochs of one run, or a few pruned

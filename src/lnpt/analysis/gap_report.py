@@ -1,6 +1,6 @@
 """``lnpt gap``: does test accuracy track the learning gap better than the weight distance?
 
-Two views (SPEC.md §1):
+Two views (docs/METHOD.md, "Learning gap and weight distance"):
 
 * along training: within each run, the per-epoch series of every metric is correlated with
   the per-epoch test accuracy;
@@ -108,7 +108,7 @@ def render_markdown(result: dict) -> str:
     """The human-readable report; every number in it also lives in gap.json."""
     header = "| metric | Pearson | Spearman | Kendall | n |\n|---|---|---|---|---|"
     lines = ["# Learning gap vs weight distance", "",
-             "Correlations of each metric with test accuracy (SPEC.md §1). A *smaller* learning gap "
+             "Correlations of each metric with test accuracy (docs/learning-gap.md). A *smaller* learning gap "
              "should mean *higher* accuracy, so the expected sign for `gap` is negative; what matters "
              "is the magnitude compared with `weight_distance`.", ""]
     g, w = _mean_abs_spearman(result, "gap"), _mean_abs_spearman(result, "weight_distance")

@@ -1,4 +1,4 @@
-"""Learning gap, weight distance and teacher agreement (SPEC.md §1).
+"""Learning gap, weight distance and teacher agreement (docs/METHOD.md, "Learning gap and weight distance").
 
 The learning gap is the distance between the student's and the teacher's penultimate features
 on held-out unlabeled inputs; the weight distance is how far the weights moved from their

@@ -1,5 +1,5 @@
 """Which weights are prunable: Conv and Linear weights, optionally without the first layer or
-the final classifier (SPEC.md §2: biases and norms stay dense; the classifier stays dense by
+the final classifier (docs/METHOD.md, "Pruning criterion": biases and norms stay dense; the classifier stays dense by
 default, as Synaptic-Flow's ``--dense-classifier``, so every criterion is compared on the
 same rule)."""
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Criteria only score; choosing what to keep lives here, so all criteria are compared under the
 same rules: exact kept counts (ties at the threshold are broken by position, so equal scores
 never make the count drift), global or layer-wise scope, a layer-collapse guard, and the exponential
-density schedule of iterative pruning (SPEC.md §2).
+density schedule of iterative pruning (docs/METHOD.md, "Pruning criterion").
 """
 from __future__ import annotations
 

@@ -130,7 +130,7 @@ class PseudoLabel(TrainLoss):
 
 @register_loss("lnpt", settings=LnptLossSettings)
 class LnptLoss(TrainLoss):
-    """CE(z_S, argmax z_T) + beta * D(smooth_tau(phi_S), smooth_tau(phi_T))  (SPEC.md §3)."""
+    """CE(z_S, argmax z_T) + beta * D(smooth_tau(phi_S), smooth_tau(phi_T))  (docs/METHOD.md, "Training loss")."""
 
     def __init__(self, cfg: LnptLossSettings, ctx: LossContext) -> None:
         super().__init__()

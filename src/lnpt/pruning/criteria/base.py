@@ -143,7 +143,7 @@ def grad_or_zero(grads: Sequence[torch.Tensor | None], params: Sequence[torch.Te
 
 def accumulated_grad(params: dict[str, nn.Parameter],
                      losses: Callable[[int], torch.Tensor], n_batches: int) -> list[torch.Tensor]:
-    """Mean over batches of d loss_i / d theta (SPEC §2: accumulate before the product, so
+    """Mean over batches of d loss_i / d theta (docs/METHOD.md, "Pruning criterion": accumulate before the product, so
     the score depends less on single samples)."""
     plist = list(params.values())
     total = [torch.zeros_like(p) for p in plist]

@@ -1,4 +1,4 @@
-"""LNPT: feature-map-gradient saliency s_j = |theta_j * dL_fm/dtheta_j| (SPEC.md §2).
+"""LNPT: feature-map-gradient saliency s_j = |theta_j * dL_fm/dtheta_j| (docs/METHOD.md, "Pruning criterion").
 
 L_fm is the distance between the student's smoothed penultimate features and the teacher's,
 on unlabeled scoring batches; its gradient at initialisation is the cheap stand-in for the

@@ -1,4 +1,4 @@
-"""LNPT "dynamics" (ablation, SPEC.md §2): GraSP's gradient-flow score on the feature-map loss.
+"""LNPT "dynamics" (ablation, docs/METHOD.md "Pruning criterion"): GraSP's gradient-flow score on the feature-map loss.
 
 s = theta * (H g) with g and H the gradient and Hessian of L_fm; keeping the highest values
 removes the weights whose removal least reduces the gradient flow of L_fm (GraSP removes the

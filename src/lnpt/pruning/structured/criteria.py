@@ -3,7 +3,7 @@
 Two sources, one lookup (:func:`channel_criterion`):
 
 - *Filter sums* of the unstructured criteria in :data:`lnpt.pruning.criteria.CRITERIA`: a
-  channel's score is the sum of its filter's weight scores (SPEC.md §2), summed over every
+  channel's score is the sum of its filter's weight scores (docs/METHOD.md, "Pruning criterion"), summed over every
   layer that writes the channel (a residual stream has several). This gives ``lnpt``, ``snip``
   (pseudo-label CE), ``magnitude`` (the L1 norm of the filter, Li et al. 2017), ``grasp`` and
   ``synflow`` channel forms without a second implementation: a new weight criterion gets its

@@ -1,7 +1,7 @@
 """``lnpt-fm``: the LNPT feature-map saliency of a channel, |a * dL_fm/da| summed over positions.
 
 A first-order estimate of how much zeroing channel ``a`` changes the learning gap L_fm
-(SPEC.md §2, structured variant). **[choice]** ``a`` is the channel as the next layer sees it
+(docs/METHOD.md "Pruning criterion", structured variant). **[choice]** ``a`` is the channel as the next layer sees it
 before the non-linearity: the BatchNorm output when the group has one, else the conv/linear
 output. (Right after a conv followed by batch-statistics BatchNorm the saliency would be
 meaningless: BatchNorm undoes any rescaling of the conv output.) An in-place ReLU after the
