@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lnpt.export.latency import bench_latency
+from lnpt.export.latency import LatencySettings, bench_latency
 from lnpt.export.onnx_export import INPUT_NAME, export_onnx
 from lnpt.models import create_model
 from lnpt.surgery.channels import ChannelGraph
@@ -103,8 +103,8 @@ def main() -> None:
     torch.set_num_threads(1)
     models = {name: resnet20_plan(*plan) for name, plan in PLANS.items()}
     macs = {name: count_complexity(m, SHAPE).macs for name, m in models.items()}
-    rows = bench_latency(models, SHAPE, batch_sizes=(1,), threads=1, warmup=50, repeats=args.repeats,
-                         runtimes=("onnxruntime",))
+    rows = bench_latency(models, SHAPE, LatencySettings(batch_sizes=(1,), threads=1, warmup=50,
+                                                        repeats=args.repeats, runtimes=("onnxruntime",)))
     med = {r.model: r.median_ms for r in rows}
     dense = "dense 16/32/64"
     print("| plan (stream / block-internal widths) | MACs | fewer MACs | ORT b1 ms | speedup |")

@@ -36,7 +36,7 @@ from lnpt.config import (
     TrainConfig,
     prune_settings,
 )
-from lnpt.export.latency import bench_latency, speedup
+from lnpt.export.latency import LatencySettings, bench_latency, speedup
 from lnpt.export.source import deployable
 from lnpt.models import create_model
 from lnpt.recipes.pipeline import run_pipeline
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             if row["criterion"] == args.criterion:
                 models[f"c{row['ratio']:g}"] = deployable(load_checkpoint(Path(row["folder"]) / "final.pt").build())
-        lat = bench_latency(models, shape, (1, 32), threads=args.latency_threads, warmup=20, repeats=args.repeats)
+        lat = bench_latency(models, shape, LatencySettings((1, 32), threads=args.latency_threads, warmup=20,
+                                                           repeats=args.repeats))
         results["models"][f"{name}:{width:g}"] = {
             "runs": rows, "latency": [r.to_dict() for r in lat],
             "speedup": {m: {f"{rt}@{b}": v for (rt, b), v in speedup(lat, m).items()} for m in models if m != "dense"}}

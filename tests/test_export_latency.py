@@ -12,7 +12,7 @@ from torch import nn
 
 from lnpt.cli import main
 from lnpt.export.blocks import nchwc_block, padding_note
-from lnpt.export.latency import LatencyRow, bench_latency, latency_markdown, speedup
+from lnpt.export.latency import LatencyRow, LatencySettings, bench_latency, latency_markdown, speedup
 from lnpt.export.onnx_export import export_onnx
 from lnpt.export.profile import NodeTime, by_operator, profile_markdown, profile_onnx
 from lnpt.export.source import load_source
@@ -22,13 +22,14 @@ def test_bench_latency_eager_rows_and_threads_restored() -> None:
     small = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
     big = nn.Sequential(nn.Flatten(), nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 512), nn.Linear(512, 4))
     threads = torch.get_num_threads()
-    rows = bench_latency({"dense": big, "pruned": small}, (1, 8, 8), batch_sizes=(1, 4), threads=1,
-                         warmup=1, repeats=5, runtimes=("torch",), min_repeat_seconds=0.001)
+    settings = LatencySettings(batch_sizes=(1, 4), threads=1, warmup=1, repeats=5, runtimes=("torch",),
+                               min_repeat_seconds=0.001)
+    rows = bench_latency({"dense": big, "pruned": small}, (1, 8, 8), settings)
     assert torch.get_num_threads() == threads
     assert {(r.model, r.batch) for r in rows} == {("dense", 1), ("dense", 4), ("pruned", 1), ("pruned", 4)}
     assert all(0 < r.median_ms <= r.p90_ms and r.repeats == 5 and r.threads == 1 for r in rows)
     with pytest.raises(ValueError, match="unknown runtime"):
-        bench_latency({"m": small}, (1, 8, 8), runtimes=("tvm",))
+        bench_latency({"m": small}, (1, 8, 8), LatencySettings(runtimes=("tvm",)))
 
 
 def test_speedup_and_table() -> None:

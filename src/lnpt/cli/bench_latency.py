@@ -15,7 +15,7 @@ from pathlib import Path
 from ..atomic import write_text
 from ..errors import ConfigError
 from ..export.blocks import nchwc_block, padding_note
-from ..export.latency import bench_latency, latency_markdown
+from ..export.latency import LatencySettings, bench_latency, latency_markdown
 from ..export.onnx_export import export_onnx
 from ..export.profile import profile_markdown, profile_onnx
 from ..export.source import load_source
@@ -44,8 +44,8 @@ def _bench(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.repeats < 1 or args.warmup < 0 or min(args.batch_sizes) < 1:
         raise ConfigError("--threads, --repeats and --batch-sizes must be >= 1, --warmup >= 0")
     src = load_source(args.path)
-    rows = bench_latency({"dense": src.dense_reference(), "pruned": src.model}, src.input_shape,
-                         args.batch_sizes, args.threads, args.warmup, args.repeats, args.runtimes)
+    settings = LatencySettings(args.batch_sizes, args.threads, args.warmup, args.repeats, args.runtimes)
+    rows = bench_latency({"dense": src.dense_reference(), "pruned": src.model}, src.input_shape, settings)
     print(f"{src.checkpoint.model_name} (width {src.checkpoint.width:g}) from {src.path}"
           + (", channel-pruned" if src.checkpoint.extra.get("structured") else "")
           + (f", {len(src.masks)} masked layer(s): dense kernels, no speedup expected" if src.masks else ""))

@@ -58,10 +58,27 @@ def _runner(model: nn.Module, runtime: str, x: torch.Tensor, onnx_file: Path | N
     return lambda: session.run(None, feed)
 
 
-def bench_latency(models: Mapping[str, nn.Module], input_shape: Sequence[int], batch_sizes: Sequence[int] = (1, 32),
-                  threads: int = 1, warmup: int = 10, repeats: int = 30, runtimes: Sequence[str] = RUNTIMES,
-                  min_repeat_seconds: float = 0.005, workdir: str | Path | None = None) -> list[LatencyRow]:
+@dataclass(frozen=True)
+class LatencySettings:
+    """How latency is measured. Each call is repeated until one timing spans at least
+    ``min_repeat_seconds``, so timer resolution does not dominate sub-millisecond models; the
+    models are interleaved within each repeat so load on a shared machine hits all of them."""
+
+    batch_sizes: Sequence[int] = (1, 32)
+    threads: int = 1
+    warmup: int = 10
+    repeats: int = 30
+    runtimes: Sequence[str] = RUNTIMES
+    min_repeat_seconds: float = 0.005
+    workdir: str | Path | None = None
+
+
+def bench_latency(models: Mapping[str, nn.Module], input_shape: Sequence[int],
+                  settings: LatencySettings = LatencySettings()) -> list[LatencyRow]:
     """Median and p90 per-call latency (ms) of each model x runtime x batch size."""
+    s = settings
+    batch_sizes, threads, warmup, repeats, runtimes = s.batch_sizes, s.threads, s.warmup, s.repeats, s.runtimes
+    min_repeat_seconds, workdir = s.min_repeat_seconds, s.workdir
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
         raise ValueError(f"unknown runtime {unknown[0]!r}; known: {', '.join(RUNTIMES)}")
