@@ -195,21 +195,7 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, jobs: int = 1, runner: Run
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_text(sweep_dir / SWEEP_FILE, json.dumps({**spec.to_dict(), "cells": [c.name for c in cells]}, indent=2) + "\n")
     failures = _Failures(sweep_dir)
-    outcomes: list[CellOutcome] = []
-    todo: list[tuple[Cell, bool]] = []
-    for cell in cells:
-        cell_dir = sweep_dir / cell.name
-        mismatch = _config_mismatch(cell, cell_dir)
-        if mismatch:
-            o = CellOutcome(cell.name, "failed", error=f"{cell_dir} was written by other settings ({mismatch}); "
-                            "move it away or use another sweep folder")
-            failures.record(o)
-            outcomes.append(o)
-        elif RunFolder(cell_dir).finished:
-            outcomes.append(CellOutcome(cell.name, "skipped"))
-            failures.clear(cell.name)
-        else:
-            todo.append((cell, cell_dir.is_dir()))
+    outcomes, todo = _triage(cells, sweep_dir, failures)
     total = len(cells)
     bar = tqdm(total=total, initial=total - len(todo), desc="sweep", unit="cell", disable=progress_mode(progress, sys.stderr) != "bar")
     if total - len(todo):
@@ -241,6 +227,28 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, jobs: int = 1, runner: Run
         bar.close()
     order = {c.name: i for i, c in enumerate(cells)}
     return SweepResult(sorted(outcomes, key=lambda o: order[o.name]))
+
+
+def _triage(cells: list[Cell], sweep_dir: Path,
+            failures: "_Failures") -> tuple[list[CellOutcome], list[tuple[Cell, bool]]]:
+    """Sort cells into those already settled (finished, or blocked by a folder another
+    configuration wrote) and those to run, each with whether it resumes a started folder."""
+    outcomes: list[CellOutcome] = []
+    todo: list[tuple[Cell, bool]] = []
+    for cell in cells:
+        cell_dir = sweep_dir / cell.name
+        mismatch = _config_mismatch(cell, cell_dir)
+        if mismatch:
+            o = CellOutcome(cell.name, "failed", error=f"{cell_dir} was written by other settings ({mismatch}); "
+                            "move it away or use another sweep folder")
+            failures.record(o)
+            outcomes.append(o)
+        elif RunFolder(cell_dir).finished:
+            outcomes.append(CellOutcome(cell.name, "skipped"))
+            failures.clear(cell.name)
+        else:
+            todo.append((cell, cell_dir.is_dir()))
+    return outcomes, todo
 
 
 def _run_parallel(todo: list[tuple[Cell, bool]], sweep_dir: Path, jobs: int, runner: Runner,
