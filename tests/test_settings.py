@@ -223,3 +223,20 @@ def test_every_declared_setting_exists_in_its_section_and_list_shows_them(capsys
     assert "score_tau" in lines["lnpt"] and "score_tau" not in lines["snip"]
     assert main(["list", "losses"]) == 0
     assert "kd_tau" in capsys.readouterr().out
+
+
+def test_a_setting_added_later_changes_no_fingerprint_at_its_default():
+    """A new setting defaults to the old behaviour, so at its default every existing run keeps
+    its name and resumes; set to anything else, it is part of what decides the result."""
+    import dataclasses
+
+    from lnpt.config import RunConfig, TrainConfig
+    from lnpt.recipes.pipeline import fingerprint
+
+    @dataclasses.dataclass(frozen=True)
+    class TrainWithKnob(TrainConfig):
+        new_knob: int = 0
+
+    before = fingerprint(RunConfig())
+    assert fingerprint(RunConfig(train=TrainWithKnob())) == before
+    assert fingerprint(RunConfig(train=TrainWithKnob(new_knob=3))) != before

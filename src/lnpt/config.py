@@ -247,12 +247,17 @@ def _flat(cfg: RunConfig) -> dict[str, Any]:
 
 def legacy_settings(cfg: RunConfig) -> dict:
     """``cfg`` rendered in :data:`LEGACY_LAYOUT` (the five sections of config.json before the
-    change): what a run's fingerprint is computed from. A setting added later goes under its
-    own section, so it counts in the fingerprint (changing every one, as any new setting did)."""
+    change): what a run's fingerprint is computed from. A setting added later enters only when
+    it differs from its default: a new setting defaults to the old behaviour, so at its default
+    the run is the run it was, keeps its name and resumes."""
     flat = _flat(cfg)
     out: dict[str, Any] = {section: {k: flat[k] for k in keys} for section, keys in LEGACY_LAYOUT.items()}
-    for key in flat.keys() - set(SETTING_ORDER):  # settings added since: in their own section
-        out.setdefault(HOME[key], {})[key] = flat[key]
+    for name in SECTIONS:  # settings added since: in their own section, when not at their default
+        section = getattr(cfg, name)
+        default = to_dict(type(section)())
+        for key, value in sorted(to_dict(section).items()):
+            if key not in SETTING_ORDER and value != default[key]:
+                out.setdefault(name, {})[key] = value
     return {**out, "seed": cfg.seed}
 
 
