@@ -191,4 +191,6 @@ def test_factory_reference_that_is_gone_is_one_line(tmp_path):
 def test_checkpoint_teacher_of_a_user_model_round_trips(tmp_path, factory):
     model = _model(factory, seed=2)
     save_checkpoint(tmp_path / "t.pt", model, factory, 1.0, INFO)
-    _agrees(load_teacher(str(tmp_path / "t.pt"), "unused"), model)
+    with pytest.raises(CheckpointError, match="--trust-model-code"):  # it names code: only when asked
+        load_teacher(str(tmp_path / "t.pt"), "unused")
+    _agrees(load_teacher(str(tmp_path / "t.pt"), "unused", options=TeacherOptions(trust_code=True)), model)

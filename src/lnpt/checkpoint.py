@@ -21,7 +21,7 @@ from . import __version__
 from .atomic import atomic_path
 from .data.info import DatasetInfo
 from .errors import CheckpointError, ConfigError, PruningError
-from .models import FACTORY_ATTR, create_model
+from .models import FACTORY_ATTR, create_model, is_user_reference
 from .surgery.masks import get_masks, prepare_for_masks
 from .surgery.rebuild import rebuild
 
@@ -40,8 +40,21 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)
     model_args: dict[str, Any] = field(default_factory=dict)  # a user model's factory arguments
 
-    def build(self) -> nn.Module:
-        """Rebuild the network (masks and removed channels included) and load its weights."""
+    @property
+    def runs_code(self) -> bool:
+        """Whether rebuilding runs code the checkpoint names (a user model's factory): a file
+        from elsewhere could name any function, so :meth:`build` needs ``allow_code``."""
+        return is_user_reference(self.model_name)
+
+    def build(self, allow_code: bool = False) -> nn.Module:
+        """Rebuild the network (masks and removed channels included) and load its weights.
+        A user model is rebuilt by calling its recorded factory, so only with ``allow_code``
+        (the CLI's ``--trust-model-code``, or the run that named that factory itself)."""
+        if self.runs_code and not allow_code:
+            raise CheckpointError(
+                f"this checkpoint's model is rebuilt by running {self.model_name!r}; lnpt runs code that a "
+                "checkpoint names only when asked: pass --trust-model-code if you trust this file "
+                "(library: build(allow_code=True))")
         try:
             model = create_model(self.model_name, self.dataset.input_shape, self.dataset.num_classes,
                                  self.width, model_args=self.model_args)

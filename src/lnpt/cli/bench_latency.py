@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Time the student of MODEL_OR_RUN_DIR against the dense model of the same architecture. "
                     "Example: lnpt bench-latency runs/resnet20-c0.5 --threads 1 --batch-sizes 1 32")
     p.add_argument("path", metavar="MODEL_OR_RUN_DIR", help="run folder or lnpt checkpoint file")
+    p.add_argument("--trust-model-code", action="store_true",
+                   help="rebuild a user model by running the factory its checkpoint names (only for files you trust)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="batch sizes (default: 1 32)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of both runtimes (default: 1)")
     p.add_argument("--warmup", type=int, default=10, help="untimed calls per model first (default: 10)")
@@ -43,7 +45,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.threads < 1 or args.repeats < 1 or args.warmup < 0 or min(args.batch_sizes) < 1:
         raise ConfigError("--threads, --repeats and --batch-sizes must be >= 1, --warmup >= 0")
-    src = load_source(args.path)
+    src = load_source(args.path, allow_code=args.trust_model_code)
     settings = LatencySettings(args.batch_sizes, args.threads, args.warmup, args.repeats, args.runtimes)
     rows = bench_latency({"dense": src.dense_reference(), "pruned": src.model}, src.input_shape, settings)
     print(f"{src.checkpoint.model_name} (width {src.checkpoint.width:g}) from {src.path}"

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", dest="formats", nargs="+", choices=FORMATS, default=["onnx"],
                    help="one or more formats (default: onnx)")
     p.add_argument("--out", help="output folder (default: RUN_DIR/export)")
+    p.add_argument("--trust-model-code", action="store_true",
+                   help="rebuild a user model by running the factory its checkpoint names (only for files you trust)")
     p.set_defaults(func=_export)
 
 
@@ -32,7 +34,7 @@ def _fmt_bytes(n: int) -> str:
 
 def _export(args: argparse.Namespace) -> int:
 
-    m = export_run(args.run_dir, args.formats, args.out)
+    m = export_run(args.run_dir, args.formats, args.out, allow_code=args.trust_model_code)
     print(f"{m['model']} (width {m['width']:g}) from {m['source']}: {m['params']:,} parameters "
           f"({m['params_nonzero']:,} nonzero), {m['macs']:,} MACs per input (lnpt.surgery.complexity)")
     for name, art in m["artefacts"].items():

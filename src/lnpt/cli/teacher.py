@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("checkpoint", nargs="?", default=None, help="checkpoint path (default: shipped teacher)")
     ev.add_argument("--dataset", default="fashion-mnist", help="dataset of the shipped teacher (default: fashion-mnist)")
     ev.add_argument("--data-dir", default=None, help="folder holding the dataset files")
+    ev.add_argument("--trust-model-code", action="store_true",
+                    help="rebuild a user model by running the factory its checkpoint names (only for files you trust)")
     ev.set_defaults(func=_eval)
 
     import importlib
@@ -60,7 +62,7 @@ def _eval(args: argparse.Namespace) -> int:
     path = args.checkpoint or shipped_teacher_path(args.dataset)
     ckpt = load_checkpoint(path)
     data = load_data(ckpt.dataset.name, args.data_dir)
-    acc = accuracy(ckpt.build(), data.test)["acc"]
+    acc = accuracy(ckpt.build(allow_code=args.trust_model_code), data.test)["acc"]
     print(json.dumps({"checkpoint": str(path), "model": ckpt.model_name, "width": ckpt.width,
                       "dataset": ckpt.dataset.name, "test_acc": acc}, indent=2))
     return 0

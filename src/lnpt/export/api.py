@@ -28,12 +28,13 @@ def header(src: ExportSource) -> dict[str, Any]:
             "structured": c.extra.get("structured"), "source": src.path.name}
 
 
-def export_run(path: str | Path, formats: Sequence[str], out: str | Path | None = None) -> dict[str, Any]:
+def export_run(path: str | Path, formats: Sequence[str], out: str | Path | None = None,
+               allow_code: bool = False) -> dict[str, Any]:
     """Write the requested formats for the model at ``path`` into ``out`` (default ``<run>/export``)."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise ExportError(f"unknown export format {unknown[0] if unknown else '(none)'!r}; known: {', '.join(FORMATS)}")
-    src = load_source(path)
+    src = load_source(path, allow_code)
     files = ExportFiles(out) if out else RunFolder(src.path.parent).export
     out = files.path
     out.mkdir(parents=True, exist_ok=True)

@@ -67,10 +67,12 @@ def deployable(model: nn.Module) -> nn.Module:
     return out
 
 
-def load_source(path: str | Path) -> ExportSource:
+def load_source(path: str | Path, allow_code: bool = False) -> ExportSource:
+    """The student a run folder or checkpoint holds, ready to export; ``allow_code`` lets a
+    user model's recorded factory run (``--trust-model-code``)."""
     file = resolve_checkpoint(path)
     ckpt = load_checkpoint(file)
-    model = ckpt.build()
+    model = ckpt.build(allow_code=allow_code)
     return ExportSource(file, ckpt, deployable(model), get_masks(model), model)
 
 

@@ -15,7 +15,7 @@ from .features import (
     tap_features,
 )
 from .registry import MODELS, ModelSpec
-from .user import FACTORY_ATTR, build_user_model, check_feature_contract, is_user_reference
+from .user import FACTORY_ATTR, build_user_model, check_feature_contract, is_user_reference, named_by_user
 
 
 def create_model(
@@ -51,6 +51,6 @@ def create_model(
 
 __all__ = [
     "FACTORY_ATTR", "MODELS", "ModelSpec", "build_user_model", "check_feature_contract",
-    "create_model", "is_user_reference", "classifier_name", "feature_dim", "find_classifier",
+    "create_model", "is_user_reference", "named_by_user", "classifier_name", "feature_dim", "find_classifier",
     "forward_with_features", "tap_features",
 ]

@@ -37,6 +37,12 @@ def is_user_reference(name: str) -> bool:
     return ":" in name
 
 
+def named_by_user(recorded: str, given: str | None) -> bool:
+    """Whether a checkpoint's recorded factory ``recorded`` is the code the user named in this
+    command (``given``, e.g. the run's --model): rebuilding it then runs nothing new."""
+    return bool(given) and is_user_reference(given) and canonical_reference(given) == recorded
+
+
 def canonical_reference(ref: str) -> str:
     """``ref`` with a file path made absolute, so a checkpoint rebuilds from any directory."""
     target, _, attr = ref.rpartition(":")

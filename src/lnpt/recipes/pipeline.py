@@ -25,7 +25,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import RunConfig, check_choice, fingerprint_settings, saved_settings, settings_differences
 from ..data import load_data
 from ..errors import ConfigError, PruningError
-from ..models import feature_dim
+from ..models import feature_dim, named_by_user
 from ..pruning.student import prune_student, validate
 from ..run_folder import RunFolder
 from ..teachers import (
@@ -99,7 +99,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False,
 
     if pruned_before:
         init_ckpt = load_checkpoint(init_path)
-        student = init_ckpt.build()
+        student = init_ckpt.build(allow_code=named_by_user(init_ckpt.model_name, cfg.model.model))
         shapes = {k: v for k, v in init_ckpt.extra.items() if k != "fingerprint"}
         report = json.loads(run.prune_report.read_text())
     else:

@@ -17,7 +17,7 @@ from ..checkpoint import Checkpoint, load_checkpoint
 from ..config import RunConfig
 from ..data.info import DatasetInfo
 from ..errors import CheckpointError, ConfigError
-from ..models import create_model
+from ..models import create_model, named_by_user
 from ..run_folder import RunFolder
 from ..surgery.masks import get_masks, remove_masks
 
@@ -44,7 +44,8 @@ def load_start(cfg: RunConfig, info: DatasetInfo) -> Checkpoint | None:
     except CheckpointError as exc:
         raise ConfigError(f"--init-from: {exc}") from None
     m = cfg.model
-    if (ckpt.model_name, ckpt.width) != (m.model, m.width):
+    same_model = ckpt.model_name == m.model or named_by_user(ckpt.model_name, m.model)
+    if not same_model or ckpt.width != m.width:
         raise ConfigError(f"--init-from {path} holds a {ckpt.model_name} of width {ckpt.width:g}, but this run "
                           f"builds a {m.model} of width {m.width:g}; pass --model {ckpt.model_name} "
                           f"--width {ckpt.width:g}")
@@ -55,7 +56,7 @@ def load_start(cfg: RunConfig, info: DatasetInfo) -> Checkpoint | None:
     pruned = "channels removed" if ckpt.extra.get("structured") else None
     if pruned is None and ckpt.masked:
         # `lnpt run --sparsity 0` keeps all-ones masks: dense, fold them away.
-        model = ckpt.build()
+        model = ckpt.build(allow_code=named_by_user(ckpt.model_name, cfg.model.model))
         if any(bool((mask == 0).any()) for mask in get_masks(model).values()):
             pruned = "masked weights"
         else:

@@ -27,6 +27,7 @@ class TeacherOptions:
     weights: str | None = None    # a factory teacher's state_dict or .safetensors file
     features: str | None = None   # ONNX: the penultimate tensor's name (default: found in the graph)
     model_args: Mapping[str, Any] = field(default_factory=dict)  # a factory's extra keyword arguments
+    trust_code: bool = False      # an lnpt checkpoint of a user model: run the factory it names
 
     def given(self) -> set[str]:
         return {f.name for f in fields(self) if getattr(self, f.name)}
@@ -48,7 +49,8 @@ FORMATS: tuple[TeacherFormat, ...] = (
     TeacherFormat("factory", lambda s: is_user_reference(s) and not Path(s).exists(),
                   lambda s, o: load_factory_teacher(s, o.weights, o.sidecar, o.model_args),
                   frozenset({"sidecar", "weights", "model_args"})),
-    TeacherFormat("checkpoint", lambda s: True, lambda s, o: LocalTeacher.from_checkpoint(s)),
+    TeacherFormat("checkpoint", lambda s: True, lambda s, o: LocalTeacher.from_checkpoint(s, o.trust_code),
+                  frozenset({"trust_code"})),
 )
 
 

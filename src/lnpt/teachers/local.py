@@ -35,9 +35,11 @@ class LocalTeacher:
         return Guidance(logits.detach(), features.detach())
 
     @classmethod
-    def from_checkpoint(cls, path: str) -> "LocalTeacher":
+    def from_checkpoint(cls, path: str, allow_code: bool = False) -> "LocalTeacher":
+        """The teacher a checkpoint holds; ``allow_code`` lets a user model's factory run
+        (see :meth:`lnpt.checkpoint.Checkpoint.build`)."""
         ckpt = load_checkpoint(path)
-        model = ckpt.build()
+        model = ckpt.build(allow_code=allow_code)
         acc = ckpt.metrics.get("test_acc")
         info = TeacherInfo(ckpt.model_name, ckpt.width, feature_dim(model), ckpt.dataset,
                            None if acc is None else float(acc))
