@@ -107,9 +107,16 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"| {label} | {used} | {100 * s['final_acc']:.2f}% | {100 * (s['teacher_agreement'] or 0):.2f}% "
               f"| {s['train_seconds']:.0f} s |")
     diff = 100 * (rows[0][1]["final_acc"] - rows[1][1]["final_acc"])
-    print(f"\nThis is one seed on one mask: label-free minus supervised = {diff:+.2f} points, a difference "
-          "of either sign and this size is within one run's noise. Over 3 seeds (LeNet-5, Fashion-MNIST) "
-          "label-free led by +0.75 points at 95% and +1.33 at 98% sparsity, about one standard deviation: "
-          "docs/RESULTS.md, section 2.")
+    print("\n" + _what_one_run_shows(diff, args.quick))
     print(f"\nrun directories: {out}/lnpt, {out}/supervised  (total {time.perf_counter() - t0:.0f} s)")
     return 0
+
+
+def _what_one_run_shows(diff: float, quick: bool) -> str:
+    """The closing lines: what one seed can and cannot show, with the multi-seed numbers."""
+    budget = (" --quick trains far from convergence, so its numbers say nothing about the method."
+              if quick else "")
+    return (f"This is one seed on one mask: label-free minus supervised = {diff:+.2f} points. Seed to "
+            "seed, such a difference moves by about a point either way, so one run cannot settle its sign."
+            f"{budget} Over 3 seeds (LeNet-5, Fashion-MNIST) label-free led by +0.75 points at 95% and "
+            "+1.33 at 98% sparsity, about one standard deviation: docs/RESULTS.md, section 2.")
