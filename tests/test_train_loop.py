@@ -232,6 +232,8 @@ def test_lr_schedule_warmup_then_cosine():
     cfg = TrainConfig(lr=1.0, schedule="cosine")
     assert [round(lr_at(s, 10, cfg, 2), 4) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
     assert lr_at(3, 10, TrainConfig(lr=0.3, schedule="constant"), 0) == 0.3
+    step = TrainConfig(lr=1.0, schedule="step")
+    assert [round(lr_at(s, 10, step, 2), 6) for s in (0, 1, 2, 5, 6, 7, 8, 9)] == [0.5, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
 
 
 def test_phases_sharing_a_schedule_follow_the_single_runs_rates(digits, digits_teacher):

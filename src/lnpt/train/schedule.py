@@ -22,11 +22,15 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig, warmup_steps: int = 0) -> float:
-    """Learning rate at ``step``: linear warm-up, then constant or cosine decay to zero.
-    A pure function of the step, so resumed runs follow the same schedule."""
+    """Learning rate at ``step``: linear warm-up, then constant, cosine decay to zero, or step
+    decay (the classic ResNet recipe: /10 at half and at three quarters of the steps after
+    warm-up). A pure function of the step, so resumed runs follow the same schedule."""
     if step < warmup_steps:
         return cfg.lr * (step + 1) / warmup_steps
     if cfg.schedule == "constant":
         return cfg.lr
     span = max(total - warmup_steps, 1)
+    if cfg.schedule == "step":
+        done = (step - warmup_steps) / span
+        return cfg.lr * 0.1 ** (int(done >= 0.5) + int(done >= 0.75))
     return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * min(step - warmup_steps, span) / span))
