@@ -147,7 +147,7 @@ class TrainConfig:
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(5e-4, "weight decay")
     schedule: str = _f("cosine", "learning-rate schedule after warm-up: cosine decay to zero, constant, or step "
-                                 "(divided by 10 at 50% and again at 75% of the steps)", ("cosine", "constant", "step"))
+                                 "(divided by 10 at half and again at three quarters of the steps)", ("cosine", "constant", "step"))
     clip_grad_norm: float | None = _f(1.0, "clip the gradient's global L2 norm to this value (None: no clipping)")
     warmup_epochs: float = _f(1.0, "linear learning-rate warm-up over this many epochs before the schedule")
     early_schedule: str = _f("restart", "with --prune-after-epochs N: the pruned student's training starts "
