@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -19,26 +20,33 @@ from typing import Any
 from .errors import ConfigError
 
 
-def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None, *, low: float | None = None,
+       high: float | None = None, open_low: bool = False, open_high: bool = False) -> Any:
+    """A setting: its default, help text, and what it may hold: one of ``choices``, or a number
+    in the range ``low``..``high`` (each end excluded when ``open_*``). A number with a range
+    must also be finite. :func:`validate_section` checks them for config files and flags alike,
+    so a new setting is checked by declaring its range here."""
+    return field(default=default, metadata={"help": help, "choices": choices, "low": low, "high": high,
+                                            "open_low": open_low, "open_high": open_high})
 
 
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = _f("fashion-mnist", "dataset name (see `lnpt list datasets`)")
     data_dir: str | None = _f(None, "folder holding the dataset files (else $LNPT_DATA, system folders, download)")
-    val_fraction: float = _f(0.1, "fraction of the training set held out as validation (unlabeled gap metric)")
-    split_seed: int = _f(0, "seed of the train/validation split and of subsets")
-    train_subset: int | None = _f(None, "use only this many training samples (CPU-sized runs)")
-    test_subset: int | None = _f(None, "evaluate on only this many test samples")
-    batch_size: int = _f(128, "training batch size")
+    val_fraction: float = _f(0.1, "fraction of the training set held out as validation (unlabeled gap metric)",
+                              low=0, high=1, open_high=True)
+    split_seed: int = _f(0, "seed of the train/validation split and of subsets", low=0)
+    train_subset: int | None = _f(None, "use only this many training samples (CPU-sized runs)", low=1)
+    test_subset: int | None = _f(None, "evaluate on only this many test samples", low=1)
+    batch_size: int = _f(128, "training batch size", low=1)
     augment: bool = _f(False, "random crop (and flip where it fits) during training")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     model: str = _f("lenet5", "student architecture (see `lnpt list models`)")
-    width: float = _f(1.0, "width multiplier of the student")
+    width: float = _f(1.0, "width multiplier of the student", low=0, open_low=True)
     init_from: str | None = _f(None, "start from the weights of this dense lnpt checkpoint, or a run "
                                      "folder's final.pt (e.g. of `lnpt run --sparsity 0`), instead of a "
                                      "fresh initialisation: train, then prune, then fine-tune with "
@@ -68,7 +76,7 @@ class PruneConfig:
     structured: bool = _f(False, "remove whole channels physically (the model really shrinks) instead of "
                                  "masking weights; --criterion names the channel criterion")
     batches: int = _f(4, "number of unlabeled scoring batches")
-    score_batch_size: int = _f(256, "batch size of the scoring batches")
+    score_batch_size: int = _f(256, "batch size of the scoring batches", low=1)
     score_bn: str = _f("train", "BatchNorm while scoring: 'train' normalises each scoring batch by its own "
                                 "statistics (as in training); 'frozen' first estimates the statistics on "
                                 "the scoring batches, then scores with them fixed, so a filter's scale is "
@@ -89,9 +97,9 @@ class WeightPruneConfig:
     scope: str = _f("global", "rank scores across all layers or within each layer", ("global", "layer"))
     rounds: int | None = _f(None, "scoring rounds (1 = one-shot; K > 1 = exponential density schedule d^(k/K), "
                                   "rescoring under the current mask); none = the criterion's own default "
-                                  "(100 for synflow as in its paper, 1 for the others)")
+                                  "(100 for synflow as in its paper, 1 for the others)", low=1)
     prune_classifier: bool = _f(False, "also prune the final classifier (dense by default, as Synaptic-Flow)")
-    min_kept: int = _f(1, "layer-collapse guard: every prunable layer keeps at least this many weights")
+    min_kept: int = _f(1, "layer-collapse guard: every prunable layer keeps at least this many weights", low=0)
 
 
 @dataclass(frozen=True)
@@ -110,16 +118,16 @@ class ChannelPruneConfig:
                                    "by the MACs one channel of the layer costs (per-mac: saliency per unit "
                                    "of compute, the greedy knapsack of resource-aware pruning)",
                            ("mean", "per-mac"))
-    min_channels: int = _f(1, "every layer keeps at least this many channels")
+    min_channels: int = _f(1, "every layer keeps at least this many channels", low=1)
     round_to: int = _f(1, "round each layer's kept channel count to a multiple of this "
-                          "(8 suits CPU vector units); 1 = no rounding")
+                          "(8 suits CPU vector units); 1 = no rounding", low=1)
 
 
 @dataclass(frozen=True)
 class ScoreConfig:
     """Criterion settings. Each criterion declares which of them it reads (its settings
     dataclass in :mod:`lnpt.pruning.criteria`); the others are refused for it."""
-    score_tau: float = _f(4.0, "temperature of the feature smoothing in the LNPT score")
+    score_tau: float = _f(4.0, "temperature of the feature smoothing in the LNPT score", low=0, open_low=True)
     score_distance: str = _f("kl", "feature distance of the LNPT score", ("kl", "mse"))
     score_smoothing: str = _f("softmax", "feature smoothing of the LNPT score", ("softmax", "l2", "none"))
     score_adapter: str = _f("auto", "how the LNPT score compares student and teacher features: 'auto' "
@@ -128,7 +136,8 @@ class ScoreConfig:
                                     "always fits the map, so an arbitrary pairing of a random student's "
                                     "channels with the teacher's does not steer the score", ("auto", "fit"))
     score_ce_weight: float = _f(0.0, "weight of the teacher pseudo-label cross-entropy added to L_fm in the "
-                                     "lnpt scores, so the classifier gets a score (needed with --prune-classifier)")
+                                     "lnpt scores, so the classifier gets a score (needed with --prune-classifier)",
+                                 low=0)
     fm_saliency: str = _f("abs-sum", "channel criterion lnpt-fm: per sample, sum |a*g| over positions "
                                       "(abs-sum) or take |sum a*g| (sum-abs: the first-order change of L_fm when "
                                       "the channel is zeroed, Molchanov et al.'s Taylor criterion)",
@@ -141,33 +150,35 @@ class TrainConfig:
     clipping at 1.0 and one warm-up epoch was the best recipe for every loss, supervised
     included; the LNPT loss did best with beta 1 and tau 1."""
     loss: str = _f("lnpt", "training loss (see `lnpt list losses`)")
-    epochs: int = _f(10, "training epochs")
+    epochs: int = _f(10, "training epochs", low=1)
     optimizer: str = _f("sgd", "optimizer", ("sgd", "adam"))
-    lr: float = _f(0.2, "peak learning rate")
-    momentum: float = _f(0.9, "SGD momentum")
-    weight_decay: float = _f(5e-4, "weight decay")
+    lr: float = _f(0.2, "peak learning rate", low=0, open_low=True)
+    momentum: float = _f(0.9, "SGD momentum", low=0, high=1, open_high=True)
+    weight_decay: float = _f(5e-4, "weight decay", low=0)
     schedule: str = _f("cosine", "learning-rate schedule after warm-up: cosine decay to zero, constant, or step "
                                  "(divided by 10 at half and again at three quarters of the steps)", ("cosine", "constant", "step"))
-    clip_grad_norm: float | None = _f(1.0, "clip the gradient's global L2 norm to this value (None: no clipping)")
-    warmup_epochs: float = _f(1.0, "linear learning-rate warm-up over this many epochs before the schedule")
+    clip_grad_norm: float | None = _f(1.0, "clip the gradient's global L2 norm to this value (None: no clipping)",
+                                      low=0, open_low=True)
+    warmup_epochs: float = _f(1.0, "linear learning-rate warm-up over this many epochs before the schedule", low=0)
     early_schedule: str = _f("restart", "with --prune-after-epochs N: the pruned student's training starts "
                                         "its own learning-rate schedule (restart), or both phases follow "
                                         "one schedule over N + --epochs epochs and pruning happens at epoch N "
                                         "(continue: no second warm-up, no return to the peak rate)",
                              ("restart", "continue"))
-    eval_every: int = _f(1, "evaluate (and log metrics) every N epochs")
+    eval_every: int = _f(1, "evaluate (and log metrics) every N epochs", low=1)
 
 
 @dataclass(frozen=True)
 class LossConfig:
     """Loss settings. Each loss declares which of them it reads (its settings dataclass in
     :mod:`lnpt.train.losses`); the others are refused for it."""
-    beta: float = _f(1.0, "weight of the feature-map term in the LNPT loss")
-    tau: float = _f(1.0, "temperature of the feature smoothing in the LNPT loss and in the learning-gap metric")
+    beta: float = _f(1.0, "weight of the feature-map term in the LNPT loss", low=0)
+    tau: float = _f(1.0, "temperature of the feature smoothing in the LNPT loss and in the learning-gap metric",
+                     low=0, open_low=True)
     distance: str = _f("kl", "feature distance in the LNPT loss", ("kl", "mse"))
     smoothing: str = _f("softmax", "feature smoothing in the LNPT loss", ("softmax", "l2", "none"))
-    kd_tau: float = _f(4.0, "temperature of Hinton soft-target distillation (loss 'kd')")
-    kd_alpha: float = _f(0.9, "weight of the soft targets in loss 'kd'")
+    kd_tau: float = _f(4.0, "temperature of Hinton soft-target distillation (loss 'kd')", low=0, open_low=True)
+    kd_alpha: float = _f(0.9, "weight of the soft targets in loss 'kd'", low=0, high=1)
 
 
 @dataclass(frozen=True)
@@ -372,12 +383,42 @@ def _section_from(cls: type, values: dict, where: str) -> Any:
 
 
 def validate_section(obj: Any) -> None:
-    """Check choices (and the few ranges that are not the library's business to re-check)."""
+    """Check each field's choices and declared range (see :func:`_f`): the one check that config
+    files and flags both pass, before anything is loaded or written."""
     for f in fields(obj):
         choices = f.metadata.get("choices")
         value = getattr(obj, f.name)
         if choices and value not in choices:
             raise ConfigError(f"config key {f.name!r} must be one of {', '.join(choices)}, got {value!r}")
+        _check_range(f, value)
+
+
+def _check_range(f: dataclasses.Field, value: Any) -> None:
+    """Refuse a number outside the field's declared range (or not finite), naming the flag, the
+    config key and the range."""
+    low, high = f.metadata.get("low"), f.metadata.get("high")
+    if (low is None and high is None) or value is None or isinstance(value, bool):
+        return
+    if not isinstance(value, (int, float)):
+        return  # a wrong type is refused by _coerce (files) or argparse (flags)
+    ok = math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if f.metadata.get("open_low") else value >= low
+    if ok and high is not None:
+        ok = value < high if f.metadata.get("open_high") else value <= high
+    if ok:
+        return
+    if low is not None and high is not None:
+        span = ("(" if f.metadata.get("open_low") else "[") + f"{low:g}, {high:g}" + (
+            ")" if f.metadata.get("open_high") else "]")
+        want = f"in {span}"
+    elif low is not None:
+        want = (">" if f.metadata.get("open_low") else ">=") + f" {low:g}"
+    else:
+        want = ("<" if f.metadata.get("open_high") else "<=") + f" {high:g}"
+    kind = "an integer" if isinstance(value, int) else "a finite number"
+    raise ConfigError(f"--{f.name.replace('_', '-')} (config key '{HOME.get(f.name, '?')}.{f.name}') must be "
+                      f"{kind} {want}, got {value!r}; give a value in that range")
 
 
 def check_choice(obj: Any, name: str, error: type[Exception] = ConfigError) -> None:
