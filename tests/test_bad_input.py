@@ -4,11 +4,15 @@ traceback, and no file or folder left behind.
 
 Sections: the teacher server's flags and token; the remote teacher's timeouts; checkpoint
 headers with wrong types or impossible values; dataset files whose content contradicts the
-dataset; sweep grids with a value out of range.
+dataset; sweep grids with a value out of range; settings out of their declared range, from
+flags and from config files; run folders that cannot be written; names that fail after the
+run folder was claimed. After the table: a start that failed leaves its --out free for the
+corrected rerun, and the advice after a non-finite loss works.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Callable
@@ -19,6 +23,7 @@ import torch
 
 from lnpt.cli import main
 from lnpt.data.idx import write_idx
+from lnpt.run_folder import RunFolder
 from lnpt.serve.background import free_port
 
 Case = Callable[[Path, Path, pytest.MonkeyPatch], list[str]]  # (tmp, teacher ckpt, env) -> argv
@@ -177,6 +182,134 @@ for _name, _grid, _match in [
     ("prefetch-unknown", {"teacher_prefetch": ["auto", "sometimes"]}, r"'teacher_prefetch' must be one of auto, on, off"),
 ]:
     case(f"sweep-{_name}", _match)(lambda tmp, ckpt, env, g=_grid: _sweep(tmp, g))
+
+
+# ---------------------------------------------------------------- settings out of range: flags
+
+
+def _run(tmp: Path, *flags: str) -> list[str]:
+    return ["run", "--dataset", "digits", "--train-subset", "64", "--test-subset", "32", "--epochs", "1",
+            "--no-progress", "--out", str(tmp / "out"), *flags]
+
+
+def _range(flag: str, key: str, want: str, got: str) -> str:
+    return re.escape(f"--{flag} (config key '{key}') must be {want}, got {got}; give a value in that range")
+
+
+for _flags, _key, _want, _got in [
+    (["--batch-size", "0"], "data.batch_size", "an integer >= 1", "0"),
+    (["--batch-size", "-8"], "data.batch_size", "an integer >= 1", "-8"),
+    (["--lr", "-1"], "train.lr", "a finite number > 0", "-1.0"),
+    (["--lr", "0"], "train.lr", "a finite number > 0", "0.0"),
+    (["--lr", "nan"], "train.lr", "a finite number > 0", "nan"),
+    (["--lr", "inf"], "train.lr", "a finite number > 0", "inf"),
+    (["--width", "0"], "model.width", "a finite number > 0", "0.0"),
+    (["--width", "nan"], "model.width", "a finite number > 0", "nan"),
+    (["--width", "-1"], "model.width", "a finite number > 0", "-1.0"),
+    (["--val-fraction", "1.5"], "data.val_fraction", "a finite number in [0, 1)", "1.5"),
+    (["--val-fraction", "1"], "data.val_fraction", "a finite number in [0, 1)", "1.0"),
+    (["--val-fraction", "-0.1"], "data.val_fraction", "a finite number in [0, 1)", "-0.1"),
+    (["--eval-every", "0"], "train.eval_every", "an integer >= 1", "0"),
+    (["--test-subset", "0"], "data.test_subset", "an integer >= 1", "0"),
+    (["--train-subset", "-5"], "data.train_subset", "an integer >= 1", "-5"),
+    (["--train-subset", "0"], "data.train_subset", "an integer >= 1", "0"),
+    (["--epochs", "0"], "train.epochs", "an integer >= 1", "0"),
+    (["--epochs", "-1"], "train.epochs", "an integer >= 1", "-1"),
+    (["--warmup-epochs", "-1"], "train.warmup_epochs", "a finite number >= 0", "-1.0"),
+    (["--momentum", "1.5"], "train.momentum", "a finite number in [0, 1)", "1.5"),
+    (["--weight-decay", "-0.1"], "train.weight_decay", "a finite number >= 0", "-0.1"),
+    (["--clip-grad-norm", "0"], "train.clip_grad_norm", "a finite number > 0", "0.0"),
+    (["--beta", "-1"], "loss.beta", "a finite number >= 0", "-1.0"),
+    (["--tau", "0"], "loss.tau", "a finite number > 0", "0.0"),
+    (["--loss", "kd", "--kd-tau", "0"], "loss.kd_tau", "a finite number > 0", "0.0"),
+    (["--loss", "kd", "--kd-alpha", "2"], "loss.kd_alpha", "a finite number in [0, 1]", "2.0"),
+    (["--score-tau", "-4"], "score.score_tau", "a finite number > 0", "-4.0"),
+    (["--score-batch-size", "0"], "prune.score_batch_size", "an integer >= 1", "0"),
+    (["--rounds", "0"], "weights.rounds", "an integer >= 1", "0"),
+    (["--structured", "--min-channels", "0"], "channels.min_channels", "an integer >= 1", "0"),
+    (["--structured", "--round-to", "0"], "channels.round_to", "an integer >= 1", "0"),
+    (["--split-seed", "-1"], "data.split_seed", "an integer >= 0", "-1"),
+]:
+    case(f"run-{_flags[-2].lstrip('-')}-{_flags[-1]}", _range(_flags[-2].lstrip("-"), _key, _want, _got))(
+        lambda tmp, ckpt, env, f=_flags: _run(tmp, *f))
+
+case("teacher-train-epochs-0", _range("epochs", "train.epochs", "an integer >= 1", "0"))(
+    lambda tmp, ckpt, env: ["teacher", "train", "--dataset", "digits", "--epochs", "0", "--out", str(tmp / "out")])
+case("prune-width-0", _range("width", "model.width", "a finite number > 0", "0.0"))(
+    lambda tmp, ckpt, env: ["prune", "--dataset", "digits", "--teacher", str(ckpt), "--width", "0",
+                            "--out", str(tmp / "out")])
+case("sweep-epochs-0", _range("epochs", "train.epochs", "an integer >= 1", "0"))(
+    lambda tmp, ckpt, env: _sweep(tmp, {"epochs": [1, 0]}))
+
+
+# ---------------------------------------------------------------- settings out of range: config files
+
+
+def _run_file(tmp: Path, name: str, text: str) -> list[str]:
+    (tmp / name).write_text(text)
+    return _run(tmp, "--config", str(tmp / name))
+
+
+for _name, _file, _text, _match in [
+    ("toml-epochs-0", "c.toml", "[train]\nepochs = 0\n", _range("epochs", "train.epochs", "an integer >= 1", "0")),
+    ("toml-batch-size-0", "c.toml", "[data]\nbatch_size = 0\n",
+     _range("batch-size", "data.batch_size", "an integer >= 1", "0")),
+    ("yaml-width-nan", "c.yaml", "model:\n  width: .nan\n", _range("width", "model.width", "a finite number > 0", "nan")),
+    ("json-lr-negative", "c.json", json.dumps({"train": {"lr": -1}}),
+     _range("lr", "train.lr", "a finite number > 0", "-1.0")),
+    ("json-lr-overflow", "c.json", '{"train": {"lr": 1e999}}', _range("lr", "train.lr", "a finite number > 0", "inf")),
+    ("toml-val-fraction-1", "c.toml", "[data]\nval_fraction = 1.0\n",
+     _range("val-fraction", "data.val_fraction", "a finite number in [0, 1)", "1.0")),
+    ("json-test-subset-0", "c.json", json.dumps({"data": {"test_subset": 0}}),
+     _range("test-subset", "data.test_subset", "an integer >= 1", "0")),
+    ("toml-legacy-beta-negative", "c.toml", "[train]\nbeta = -1.0\n",
+     _range("beta", "loss.beta", "a finite number >= 0", "-1.0")),
+    ("toml-legacy-min-kept-negative", "c.toml", "[prune]\nmin_kept = -1\n",
+     _range("min-kept", "weights.min_kept", "an integer >= 0", "-1")),
+    ("toml-lr-text", "c.toml", "[train]\nlr = \"fast\"\n", r"config key 'train.lr' must be float, got 'fast'"),
+]:
+    case(f"config-{_name}", _match)(lambda tmp, ckpt, env, n=_file, t=_text: _run_file(tmp, n, t))
+
+
+@case("config-flag-fixes-nothing-file-still-checked", _range("eval-every", "train.eval_every", "an integer >= 1", "0"))
+def _file_and_flag(tmp: Path, ckpt: Path, env: pytest.MonkeyPatch) -> list[str]:
+    return [*_run_file(tmp, "c.toml", "[train]\neval_every = 0\n"), "--epochs", "2"]
+
+
+# ---------------------------------------------------------------- run folders that cannot be written
+
+
+def _existing(tmp: Path, name: str, folder: bool) -> Path:
+    path = tmp / name
+    if folder:
+        path.mkdir()
+        (path / "notes.txt").write_text("mine")
+    else:
+        path.write_text("mine")
+    return path
+
+
+for _name, _out, _match in [
+    ("out-is-a-file", lambda tmp: _existing(tmp, "taken", False), r"run directory .*taken is a file; choose another --out"),
+    ("out-under-a-file", lambda tmp: _existing(tmp, "taken", False) / "run",
+     r"run directory .*taken/run is under .*taken, which is a file; choose another --out"),
+    ("out-under-proc", lambda tmp: Path("/proc/lnpt-run"), r"cannot write run directory /proc/lnpt-run: /proc is not "
+                                                           r"writable .*; choose another --out"),
+    ("out-not-empty", lambda tmp: _existing(tmp, "taken", True), r"already exists and is not empty; pass --resume"),
+]:
+    case(f"run-{_name}", _match)(lambda tmp, ckpt, env, o=_out: _run(tmp, "--teacher", str(ckpt), "--out", str(o(tmp))))
+
+
+# ---------------------------------------------------------------- names that fail after the folder was claimed
+
+
+for _flags, _match in [
+    (["--model", "foo"], r"unknown model 'foo'; known: .*lenet5"),
+    (["--loss", "foo"], r"unknown loss 'foo'; known: .*supervised"),
+    (["--criterion", "foo"], r"criterion 'foo'"),
+]:
+    case(f"run-{_flags[0].lstrip('-')}-{_flags[1]}", _match)(
+        lambda tmp, ckpt, env, f=_flags: _run(tmp, "--teacher", str(ckpt), "--out", str(tmp / "deep" / "out"), *f))
 
 
 # ---------------------------------------------------------------- the one test over the table

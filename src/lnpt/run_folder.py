@@ -22,8 +22,12 @@ without torch.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from .errors import ConfigError, LnptError
 
@@ -173,19 +177,81 @@ class RunFolder:
         """Whether a run began here (its settings or first epochs were written) without finishing."""
         return not self.finished and (self.config.is_file() or self.metrics.is_file())
 
+    #: What a run writes before its first training checkpoint: a folder holding only these is
+    #: the trace of a start that failed, and a corrected rerun may take it over.
+    START_FILES = (CONFIG, STUDENT_INIT, PRUNE_REPORT, PRUNE_REPORT_MD)
+
+    @property
+    def failed_start(self) -> bool:
+        """Whether the folder holds only what a start that failed before training wrote (an
+        older version left these behind: settings, and perhaps the pruned student)."""
+        if not self.path.is_dir():
+            return False
+        names = {p.name for p in self.path.iterdir()}
+        return bool(names) and names <= set(self.START_FILES) and all((self.path / n).is_file() for n in names)
+
     def check_claimable(self, resume: bool = False) -> None:
-        """Refuse a folder a new run must not write into: one that exists and is not empty,
-        unless the run resumes it. Called before anything slow, so a refusal is immediate."""
+        """Refuse a folder a new run must not write into: one that exists and is not empty
+        (unless the run resumes it, or it holds only a failed start), or one that cannot be
+        written. Called before anything slow, so a refusal is immediate."""
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"run directory {self.path} is a file; choose another --out")
-        if self.path.exists() and any(self.path.iterdir()) and not resume:
+        if self.path.exists() and any(self.path.iterdir()) and not resume and not self.failed_start:
             raise ConfigError(f"run directory {self.path} already exists and is not empty; pass --resume to "
                               "continue it or choose another --out")
+        _check_writable(self.path)
 
-    def claim(self, resume: bool = False) -> None:
-        """Take the folder for a run (create it); refused as :meth:`check_claimable` says."""
+    def claim(self, resume: bool = False) -> Path | None:
+        """Take the folder for a run, refused as :meth:`check_claimable` says. A missing folder is
+        created with one ``mkdir`` (atomic: of two runs racing for it, one gets it, the other is
+        refused as for a folder in use); a failed start's leftovers are removed unless resumed.
+        Returns the topmost folder this created (None if the folder existed), for :meth:`abandon`."""
         self.check_claimable(resume)
-        self.path.mkdir(parents=True, exist_ok=True)
+        missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        created = None
+        try:
+            for folder in reversed(missing):
+                try:
+                    folder.mkdir()
+                    created = created or folder
+                except FileExistsError:
+                    if folder == self.path:  # another run took it first
+                        self.check_claimable(resume)
+        except OSError as exc:
+            self.abandon(created)
+            raise ConfigError(f"cannot create run directory {self.path}: {exc.strerror}; choose another --out") from None
+        if not resume and self.failed_start:
+            self._remove_start_files()
+        return created
+
+    @contextlib.contextmanager
+    def claimed(self, resume: bool = False) -> Iterator[None]:
+        """:meth:`claim` the folder for the body; if the body fails before training wrote its
+        first checkpoint, :meth:`abandon` it, so a corrected rerun finds it free."""
+        created = self.claim(resume)
+        try:
+            yield
+        except BaseException:
+            self.abandon(created)
+            raise
+
+    def abandon(self, created: Path | None) -> None:
+        """Undo a start that failed before training began: its files go, and so do the folders
+        the claim created. A folder where training logged or checkpointed is kept (resumable)."""
+        if any(p.exists() for p in (self.train_state, self.metrics, self.final, self.summary)):
+            return
+        self._remove_start_files()
+        if created is None:
+            return
+        for folder in (self.path, *self.path.parents):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only empty folders go
+            if folder == created:
+                break
+
+    def _remove_start_files(self) -> None:
+        for name in self.START_FILES:
+            (self.path / name).unlink(missing_ok=True)
 
     def saved_config(self) -> dict | None:
         """The settings saved by the run that wrote this folder, None before it saved them."""
@@ -198,6 +264,20 @@ class RunFolder:
     def saved_prune_report(self) -> dict | None:
         """The pruning report (also an older ``lnpt prune``'s ``report.json``), None if absent."""
         return read_json(self.prune_report_file)
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse a run directory that cannot be written (a read-only folder, a path under ``/proc``
+    or under a file) by creating and removing a probe folder in its nearest existing ancestor:
+    a real attempt, since permission bits do not tell (root, read-only mounts, pseudo-files)."""
+    base = next(p for p in (path, *path.parents) if p.exists())
+    if not base.is_dir():
+        raise ConfigError(f"run directory {path} is under {base}, which is a file; choose another --out")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".lnpt-probe-", dir=base))
+    except OSError as exc:
+        raise ConfigError(f"cannot write run directory {path}: {base} is not writable ({exc.strerror}); "
+                          "choose another --out") from None
 
 
 def read_json(path: Path) -> dict | None:

@@ -75,9 +75,10 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False,
     run.check_claimable(resume)
     saved = run.saved_config() if resume else None
     changed = settings_differences(saved, cfg) if saved is not None else []
-    if changed:
+    if changed and not run.failed_start:
         raise ConfigError(f"cannot resume {out}: it was run with a different configuration "
                           f"(settings differing: {', '.join(changed)})")
+    resume = resume and not changed  # a start that failed before training, corrected: begin afresh
     finished = run.saved_summary() if resume else None
     if finished is not None:
         return finished
@@ -91,12 +92,19 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False,
     teacher = load_teacher(cfg.teacher.teacher, d.dataset, token=cfg.teacher.teacher_token,
                            timeout=cfg.teacher.teacher_timeout, retry_budget=cfg.teacher.teacher_retry_budget)
     check_compatible(teacher.info, data.info)
-    init_path = run.student_init
-    pruned_before = resume and init_path.is_file() and run.prune_report.is_file()
+    pruned_before = resume and run.student_init.is_file() and run.prune_report.is_file()
     start = None if pruned_before else load_start(cfg, data.info)  # a resumed run no longer needs it
-    run.claim(resume)
-    write_text(run.config, json.dumps(saved_settings(cfg), indent=2))
+    with run.claimed(resume):  # a failure before the first checkpoint leaves the folder as it found it
+        write_text(run.config, json.dumps(saved_settings(cfg), indent=2))
+        return _prune_and_train(cfg, run, data, teacher, start, resume, progress, t0)
 
+
+def _prune_and_train(cfg: RunConfig, run: RunFolder, data, teacher, start, resume: bool, progress: bool,
+                     t0: float) -> dict[str, Any]:
+    """The body of :func:`run_pipeline` once its folder is claimed: prune (or reload the pruned
+    student of a resumed run), train, evaluate, write the final checkpoint and the summary."""
+    out, d, init_path = run.path, cfg.data, run.student_init
+    pruned_before = resume and init_path.is_file() and run.prune_report.is_file()
     if pruned_before:
         init_ckpt = load_checkpoint(init_path)
         student = init_ckpt.build(allow_code=named_by_user(init_ckpt.model_name, cfg.model.model))

@@ -127,7 +127,8 @@ def _train_epoch(state: FitState, paired: Iterable[tuple[tuple, Guidance | None]
         value, parts = loss(logits, features, batch)
         if not torch.isfinite(value):
             raise TrainingError(f"non-finite training loss ({value.item()}) at epoch {state.epoch + 1}, "
-                                f"step {step}; lower the learning rate (--lr)" + state.recovery)
+                                f"step {step}; lower the learning rate (--lr) and start the run again"
+                                + state.recovery)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         if state.cfg.clip_grad_norm is not None:
@@ -157,13 +158,23 @@ class Checkpoint(Callback):
                                                      self.fingerprint)
         elif not self.resume:
             (self.run / LOG_FILE).unlink(missing_ok=True)
-        state.recovery = f". The last good epoch's state is kept in {self.run}; fix the setting and use --resume"
+        state.recovery = self._restart_where()
 
     def on_epoch_end(self, state: FitState, record: dict) -> None:
         with open(self.run / LOG_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
         _save_state(self.run, record["epoch"], state.model, state.loss, state.optimizer, state.history,
                     self.fingerprint)
+        state.recovery = self._restart_where()
+
+    def _restart_where(self) -> str:
+        """Where a run stopped by a non-finite loss can start again: a resumed run keeps its
+        settings, so one that saved epochs needs a new folder; one that saved none is given up
+        by the pipeline, which leaves its folder free."""
+        if (self.run / STATE_FILE).is_file():
+            return (f" with a new --out ({self.run} keeps the epochs trained so far under the old setting; "
+                    "--resume keeps a run's settings)")
+        return f" ({self.run} saved no epoch: there is nothing to resume)"
 
 
 def _save_state(run: Path, epoch: int, model: nn.Module, loss: TrainLoss,
