@@ -331,3 +331,94 @@ def test_bad_input_is_exit_2_one_line_and_leaves_nothing(build: Case, match: str
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     assert after == before  # nothing written: no output folder, no temporary files
 
+
+
+# ---------------------------------------------------------------- failed starts and their corrected reruns
+
+
+def _cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().err.strip()
+
+
+def test_a_failed_start_leaves_out_free_for_the_corrected_rerun(tmp_path: Path, digits_teacher_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    argv = _run(tmp_path, "--teacher", str(digits_teacher_path))
+    code, err = _cli([*argv, "--model", "foo"], capsys)
+    assert code == 2 and "unknown model 'foo'" in err
+    assert not (tmp_path / "out").exists()
+    code, err = _cli(argv, capsys)
+    assert code == 0, err
+    assert RunFolder(tmp_path / "out").finished
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["rerun", "resume"])
+def test_what_an_older_failed_start_left_is_taken_over(resume: bool, tmp_path: Path, digits_teacher_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """Before starts cleaned up after themselves, ``--model foo`` left config.json (and a stale
+    pruned student): a rerun, or --resume, with the corrected settings takes the folder over and
+    prunes afresh instead of refusing it as "not empty" or "a different configuration"."""
+    out = RunFolder(tmp_path / "out")
+    out.path.mkdir()
+    out.config.write_text(json.dumps({"model": {"model": "foo"}}))
+    out.student_init.write_bytes(b"stale")
+    code, err = _cli([*_run(tmp_path, "--teacher", str(digits_teacher_path)), *(["--resume"] if resume else [])], capsys)
+    assert code == 0, err
+    assert out.finished and json.loads(out.config.read_text())["model"]["model"] == "lenet5"
+    assert out.student_init.read_bytes() != b"stale"
+
+
+def test_a_folder_that_trained_is_still_refused(tmp_path: Path, digits_teacher_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    argv = _run(tmp_path, "--teacher", str(digits_teacher_path))
+    assert _cli(argv, capsys)[0] == 0
+    code, err = _cli([*argv, "--resume", "--lr", "0.05"], capsys)
+    assert code == 2 and "cannot resume" in err and "train.lr" in err
+    code, err = _cli([*argv, "--lr", "0.05"], capsys)
+    assert code == 2 and "already exists and is not empty" in err
+
+
+def test_the_advice_after_a_non_finite_loss_works(tmp_path: Path, digits_teacher_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    argv = _run(tmp_path, "--teacher", str(digits_teacher_path), "--loss", "supervised", "--clip-grad-norm", "none",
+                "--batch-size", "16", "--warmup-epochs", "0")
+    code, err = _cli([*argv, "--lr", "1e30"], capsys)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "non-finite training loss" in err and "lower the learning rate (--lr) and start the run again" in err
+    assert not (tmp_path / "out").exists()  # nothing trained: the same --out is free
+    code, err = _cli([*argv, "--lr", "0.05"], capsys)
+    assert code == 0, err
+
+
+def test_claim_creates_folders_one_mkdir_each_and_abandon_removes_them(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "a" / "b" / "run")
+    created = run.claim()
+    assert created == tmp_path / "a" and run.path.is_dir()
+    run.config.write_text("{}")
+    RunFolder(run.path).check_claimable()  # a start's settings alone: still claimable
+    run.abandon(created)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_abandon_keeps_a_folder_where_training_saved_state(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "run")
+    created = run.claim()
+    run.config.write_text("{}")
+    run.train_state.write_bytes(b"state")
+    run.abandon(created)
+    assert run.config.is_file() and run.train_state.is_file()
+    with pytest.raises(Exception, match="already exists and is not empty"):
+        RunFolder(run.path).claim()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_out_is_refused_before_anything(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code, err = _cli(_run(tmp_path, "--out", str(locked / "run")), capsys)
+    finally:
+        locked.chmod(0o755)
+    assert code == 2 and re.search(r"cannot write run directory .*locked/run: .*locked is not writable", err), err
+    assert list(locked.iterdir()) == []
