@@ -8,7 +8,7 @@ import torch
 
 from lnpt.config import prune_settings
 from lnpt.data import DataSplits
-from lnpt.errors import PruningError
+from lnpt.errors import ConfigError, PruningError
 from lnpt.models import create_model, feature_dim
 from lnpt.pruning.criteria import CRITERIA
 from lnpt.pruning.inputs import ScoringSource
@@ -111,9 +111,12 @@ def test_teacher_criteria_need_a_teacher(digits: DataSplits) -> None:
     model = create_model("lenet5", digits.info.input_shape, 10, seed=0)
     with pytest.raises(PruningError, match="needs a teacher"):
         prune_channels(model, prune_settings(criterion="lnpt-fm", structured=True), digits.train.unlabeled(), None)
-    with pytest.raises(PruningError, match="min-channels"):
-        prune_channels(model, prune_settings(criterion="random", structured=True, min_channels=0),
-                       digits.train.unlabeled(), None)
+    with pytest.raises(ConfigError, match="min-channels"):  # the settings refuse it ...
+        prune_settings(criterion="random", structured=True, min_channels=0)
+    settings = prune_settings(criterion="random", structured=True)
+    past_the_check = dataclasses.replace(settings, channels=dataclasses.replace(settings.channels, min_channels=0))
+    with pytest.raises(PruningError, match="min-channels"):  # ... and so does the library, set past them
+        prune_channels(model, past_the_check, digits.train.unlabeled(), None)
 
 
 def test_lnpt_feature_map_sum_abs_lets_positions_cancel(digits: DataSplits, teacher) -> None:
