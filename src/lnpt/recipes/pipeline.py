@@ -99,7 +99,7 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False,
         return _prune_and_train(cfg, run, data, teacher, start, resume, progress, t0)
 
 
-def _prune_and_train(cfg: RunConfig, run: RunFolder, data, teacher, start, resume: bool, progress: bool,
+def _prune_and_train(cfg: RunConfig, run: RunFolder, data, teacher, start, resume: bool, progress: bool | str,
                      t0: float) -> dict[str, Any]:
     """The body of :func:`run_pipeline` once its folder is claimed: prune (or reload the pruned
     student of a resumed run), train, evaluate, write the final checkpoint and the summary."""
