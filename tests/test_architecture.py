@@ -65,7 +65,7 @@ def test_no_import_inside_functions_except_deferred_optional_dependencies():
     be deferred, or an lnpt module that needs one, and such a line names the extra it needs."""
     optional = {"fastapi", "uvicorn", "onnxruntime", "onnx", "onnxscript", "matplotlib", "sklearn",
                 "torch_pruning", "PIL", "torchvision", "timm", "httpx", "ray", "safetensors", "yaml",
-                "tomllib", "importlib"}
+                "tomllib", "tomli", "importlib"}
     offenders = []
     for path in sorted((SRC / "lnpt").rglob("*.py")):
         lines = path.read_text().splitlines()
@@ -75,3 +75,25 @@ def test_no_import_inside_functions_except_deferred_optional_dependencies():
                 continue
             offenders.append(f"{path.relative_to(SRC)}:{lineno}: {lines[lineno - 1].strip()}")
     assert not offenders, "imports inside functions:\n" + "\n".join(offenders)
+
+
+def _functions(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+
+
+def test_functions_stay_short_and_public_ones_take_a_settings_object():
+    """No function of 60 lines or more; no public function with more than 8 parameters (past
+    that, callers pass a settings object): the habits that keep the main path readable."""
+    long, wide = [], []
+    for path in sorted((SRC / "lnpt").rglob("*.py")):
+        for fn in _functions(path):
+            where = f"{path.relative_to(SRC)}:{fn.lineno} {fn.name}"
+            if fn.end_lineno - fn.lineno + 1 >= 60:
+                long.append(f"{where} ({fn.end_lineno - fn.lineno + 1} lines)")
+            a = fn.args
+            names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg not in ("self", "cls")]
+            if len(names) > 8 and not fn.name.startswith("_"):
+                wide.append(f"{where} ({len(names)} parameters)")
+    assert not long and not wide, "\n".join(long + wide)

@@ -461,8 +461,7 @@ def read_settings_file(path: str | Path, what: str = "config") -> Any:
     text = path.read_text()
     try:
         if path.suffix == ".toml":
-            import tomllib
-            return tomllib.loads(text)
+            return _toml_loads(text)
         if path.suffix == ".json":
             return json.loads(text)
         import yaml
@@ -498,3 +497,12 @@ def prune_settings(**flat: Any) -> PruneSettings:
     if unknown:
         raise ConfigError(f"{unknown[0]!r} is not a pruning setting")
     return replace_flat(RunConfig(), flat).pruning
+
+
+def _toml_loads(text: str) -> dict:
+    """TOML from the standard library (Python 3.11+), or from tomli, its backport, on 3.10."""
+    try:
+        import tomllib  # standard library from 3.11; deferred so 3.10 can fall back
+    except ModuleNotFoundError:
+        import tomli as tomllib  # the backport, a core dependency only on Python 3.10
+    return tomllib.loads(text)
