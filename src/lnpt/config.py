@@ -41,6 +41,18 @@ class DataConfig:
     test_subset: int | None = _f(None, "evaluate on only this many test samples", low=1)
     batch_size: int = _f(128, "training batch size", low=1)
     augment: bool = _f(False, "random crop (and flip where it fits) during training")
+    unlabeled: tuple[str, ...] = _f((), "train on your own unlabeled images instead of the dataset: a folder "
+                                        "(searched recursively; sub-folder names are never read) or a text "
+                                        "file listing image paths; repeat the flag for several sources. "
+                                        "Images are sized and normalised as the teacher expects; "
+                                        "--val-fraction of them (drawn with --split-seed) are held out for "
+                                        "the label-free metrics")
+    on_bad_image: str = _f("skip", "--unlabeled: an unreadable image is skipped and counted (skip) or "
+                                   "ends the run naming the file (fail)", ("skip", "fail"))
+    loader_workers: int = _f(2, "--unlabeled: worker processes decoding images (0 = in this process; "
+                                "the batches are the same for any count)")
+    eval: str | None = _f(None, "--unlabeled: a labeled folder <class>/<images> whose class names are the "
+                                "teacher's; the student's accuracy is measured on it")
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,9 @@ class ModelConfig:
                                      "folder's final.pt (e.g. of `lnpt run --sparsity 0`), instead of a "
                                      "fresh initialisation: train, then prune, then fine-tune with "
                                      "--epochs/--lr; '{seed}' in the path becomes the run's seed")
+    model_args: str | None = _f(None, "JSON object of keyword arguments for a user model's factory "
+                                      "(--model package.module:function or file.py:function), e.g. "
+                                      "'{\"channels\": 32}'")
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,12 @@ class TeacherConfig:
                                        "student trains: auto = for remote teachers, and for local ones when "
                                        "torch leaves half the CPU cores idle (results are identical either way)",
                                ("auto", "on", "off"))
+    teacher_weights: str | None = _f(None, "weights (torch.save state_dict or .safetensors) of a teacher "
+                                           "given as a model factory (--teacher package.module:function)")
+    teacher_sidecar: str | None = _f(None, "JSON naming the teacher's input size, normalisation and classes "
+                                           "(default: the file beside the teacher's file)")
+    teacher_features: str | None = _f(None, "ONNX teacher: name of the penultimate feature tensor "
+                                            "(default: found in the graph)")
 
 
 @dataclass(frozen=True)
@@ -226,7 +247,8 @@ def to_dict(cfg: Any) -> dict:
 #: fingerprint and of the resume check, so moving the teacher store, raising a timeout or
 #: turning prefetch on does not orphan a run folder.
 OPERATIONAL: frozenset[str] = frozenset(
-    {"teacher_store", "teacher_timeout", "teacher_retry_budget", "teacher_token", "teacher_prefetch"})
+    {"teacher_store", "teacher_timeout", "teacher_retry_budget", "teacher_token", "teacher_prefetch",
+     "on_bad_image", "loader_workers"})
 #: Settings never written to disk (run folders are shared and committed to result tables).
 SECRET: frozenset[str] = frozenset({"teacher_token"})
 REDACTED = "<redacted>"
@@ -295,7 +317,7 @@ def given_settings(d: dict) -> set[str]:
     """The flat names of the settings a parsed config (either layout) sets to something other
     than their default: what a run that does not read them must refuse. (A saved config.json
     lists every setting, so a default value in a file counts as not given.)"""
-    defaults = _flat(RunConfig())
+    defaults = json.loads(json.dumps(_flat(RunConfig())))  # tuples as lists, as a parsed file has them
     return {k for v in migrate_layout(d).values() if isinstance(v, dict)
             for k, value in v.items() if k in defaults and value != defaults[k]}
 
@@ -365,6 +387,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+    elif typing.get_origin(tp) is tuple:  # a list of strings (a repeatable flag)
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"config key {key!r} must be a list of strings, got {value!r}")
     else:
         return value
     raise ConfigError(f"config key {key!r} must be {tp.__name__}, got {value!r} ({type(value).__name__})")

@@ -66,6 +66,9 @@ def add_section_args(parser: argparse.ArgumentParser, cls: type, only: set[str] 
         if tp is bool:
             action = group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                         default=argparse.SUPPRESS, help=help_text)
+        elif typing.get_origin(tp) is tuple:  # a list setting: the flag repeats
+            action = group.add_argument(flag, dest=f.name, action="append", default=argparse.SUPPRESS,
+                                        metavar=f.name.upper(), help=help_text + " (repeatable)")
         else:
             action = group.add_argument(flag, dest=f.name, type=_parser_for(tp, optional),
                                         choices=f.metadata.get("choices"), default=argparse.SUPPRESS,
@@ -114,4 +117,4 @@ def add_run_sections(parser: argparse.ArgumentParser, sections: dict[str, type],
 def overrides(args: argparse.Namespace, *classes: type) -> dict[str, Any]:
     """The flags the user actually gave, for the fields of ``classes``."""
     names = {f.name for cls in classes for f in fields(cls)} | {"seed"}
-    return {k: v for k, v in vars(args).items() if k in names}
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in vars(args).items() if k in names}

@@ -29,13 +29,12 @@ from ..config import (
     replace_flat,
     to_dict,
 )
-from ..data import load_data
 from ..errors import ConfigError
 from ..pruning.student import prune_student, teacher_needed, validate
 from ..recipes.settings import check_given
 from ..recipes.start import build_student, load_start
+from ..recipes.wild import load_run_data, load_run_teacher
 from ..run_folder import RunFolder
-from ..teachers import load_teacher
 from .options import TITLES, add_help_all, add_section_args, overrides
 
 OUTPUTS = (RunFolder.STUDENT_INIT, RunFolder.PRUNE_REPORT, RunFolder.PRUNE_REPORT_MD)
@@ -56,8 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, cls in PRUNE_SECTIONS.items():
         add_section_args(p, cls, title=TITLES[name], brief=True)
     add_section_args(p, ModelConfig, title="student settings", brief=True)
-    add_section_args(p, DataConfig, only={"dataset", "data_dir", "val_fraction", "split_seed", "train_subset"},
-                     title="data settings (scoring batches come from the unlabeled training split)", brief=True)
+    add_section_args(p, DataConfig, only={"dataset", "data_dir", "val_fraction", "split_seed", "train_subset",
+                                          "unlabeled", "on_bad_image", "loader_workers"},
+                     title="data settings (scoring batches come from the unlabeled training split, or "
+                           "from your own images with --unlabeled)", brief=True)
     add_section_args(p, TeacherConfig, skip={"teacher_cache"},
                      title="teacher settings", brief=True)
     add_help_all(p)
@@ -83,13 +84,9 @@ def _prune(args: argparse.Namespace) -> int:
         raise ConfigError(f"output folder {out} already exists and is not empty; pass --overwrite or pick another --out")
 
     d = cfg.data
-    data = load_data(d.dataset, d.data_dir, d.val_fraction, d.split_seed, d.train_subset)
+    teacher = load_run_teacher(cfg) if teacher_needed(cfg.pruning) or d.unlabeled else None
+    data = load_run_data(cfg, teacher)
     model = build_student(cfg, data.info, load_start(cfg, data.info))
-    teacher = None
-    if teacher_needed(cfg.pruning):
-        t = cfg.teacher
-        teacher = load_teacher(t.teacher, d.dataset, token=t.teacher_token, timeout=t.teacher_timeout,
-                               retry_budget=t.teacher_retry_budget)
     labeled = data.train if cfg.prune.label_source == "true" else None
     outcome = prune_student(model, cfg.pruning, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
 

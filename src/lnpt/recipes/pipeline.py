@@ -23,7 +23,7 @@ from ..analysis.metrics import effective_weights
 from ..atomic import write_text
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import RunConfig, check_choice, fingerprint_settings, saved_settings, settings_differences
-from ..data import load_data
+from ..data import DataSplits
 from ..errors import ConfigError, PruningError
 from ..models import feature_dim, named_by_user
 from ..pruning.student import prune_student, validate
@@ -32,7 +32,6 @@ from ..teachers import (
     GuidanceSource,
     Teacher,
     check_compatible,
-    load_teacher,
     teacher_guidance,
 )
 from ..train import (
@@ -46,7 +45,8 @@ from ..train import (
     create_loss,
     fit,
 )
-from .start import build_student, load_start, start_path
+from .start import build_student, check_student, load_start, start_path
+from .wild import NOT_MEASURED, WildData, WildEvaluator, load_run_data, load_run_teacher
 
 
 def fingerprint(cfg: RunConfig) -> str:
@@ -87,10 +87,10 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False,
 
     validate(cfg.pruning)
     check_choice(cfg.train, "early_schedule", PruningError)
+    check_student(cfg)
     d = cfg.data
-    data = load_data(d.dataset, d.data_dir, d.val_fraction, d.split_seed, d.train_subset, d.test_subset)
-    teacher = load_teacher(cfg.teacher.teacher, d.dataset, token=cfg.teacher.teacher_token,
-                           timeout=cfg.teacher.teacher_timeout, retry_budget=cfg.teacher.teacher_retry_budget)
+    teacher = load_run_teacher(cfg)
+    data = load_run_data(cfg, teacher)
     check_compatible(teacher.info, data.info)
     pruned_before = resume and run.student_init.is_file() and run.prune_report.is_file()
     start = None if pruned_before else load_start(cfg, data.info)  # a resumed run no longer needs it
@@ -124,8 +124,7 @@ def _prune_and_train(cfg: RunConfig, run: RunFolder, data, teacher, start, resum
     init_weights = effective_weights(student)
 
     loss = create_loss(cfg.train, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed), cfg.loss)
-    evaluator = Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.loss.tau,
-                          store=cfg.teacher.teacher_store, val=data.val)
+    evaluator = _evaluator(cfg, data, teacher, init_weights)
     callbacks = [Evaluate(evaluator), Checkpoint(out, fingerprint(cfg), resume), Progress(progress)]
     result = fit(student, loss, data.train, cfg.train, guidance=_guidance(cfg, data, teacher, loss),
                  callbacks=callbacks, options=_fit_options(cfg, after_pruning=True))
@@ -146,6 +145,8 @@ def _prune_and_train(cfg: RunConfig, run: RunFolder, data, teacher, start, resum
         "train_seconds": sum(r.get("epoch_seconds", 0.0) for r in result.history),
         "seconds": time.perf_counter() - t0, "fingerprint": fingerprint(cfg),
     }
+    if isinstance(data, WildData):
+        summary.update(_wild_summary(data, final))
     save_checkpoint(run.final, student, cfg.model.model, cfg.model.width, data.info,
                     metrics={"test_acc": summary["final_acc"]}, extra={"fingerprint": fingerprint(cfg), **shapes})
     write_text(run.summary_md, summary_markdown(summary))
@@ -167,6 +168,31 @@ def _fit_options(cfg: RunConfig, after_pruning: bool) -> FitOptions:
     d = cfg.data
     return FitOptions(batch_size=d.batch_size, augment=d.augment, seed=cfg.seed,
                       schedule_span=_span(cfg, after_pruning))
+
+
+def _evaluator(cfg: RunConfig, data: DataSplits | WildData, teacher, init_weights: dict) -> Any:
+    """Per-epoch metrics: test accuracy and the label-free ones on the validation split, or on
+    your own images' held-out slice (accuracy only with --eval)."""
+    if isinstance(data, WildData):
+        return WildEvaluator(data, teacher, init_weights, tau=cfg.loss.tau, store=cfg.teacher.teacher_store)
+    return Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.loss.tau,
+                     store=cfg.teacher.teacher_store, val=data.val)
+
+
+def _wild_summary(data: WildData, final: dict) -> dict[str, Any]:
+    """What a run on your own images adds to its summary: the images used and skipped, the
+    label-free metrics on the held-out slice, and plainly whether accuracy was measured."""
+    out: dict[str, Any] = {
+        "dataset": f"unlabeled images (teacher's input: {data.info.name})",
+        "images": {"train": len(data.train), "held_out": len(data.held_out), "bad_images": data.bad_images},
+        "heldout_agreement": final.get("heldout_agreement"),
+    }
+    if data.test is None:
+        out["teacher_agreement"] = final.get("heldout_agreement")
+        out["accuracy"] = NOT_MEASURED
+    else:
+        out["eval_images"] = len(data.test)
+    return out
 
 
 def _span(cfg: RunConfig, after_pruning: bool) -> tuple[int, int] | None:
@@ -224,7 +250,7 @@ def summary_markdown(s: dict) -> str:
         ("training", f"loss `{s['loss']}`, {s['epochs']} epochs"
                      + (f" after pruning, {s['prune_after_epochs']} dense before it" if s.get("prune_after_epochs")
                         else "")),
-        ("final test accuracy", pct(s["final_acc"])), ("best test accuracy", pct(s["best_acc"])),
+        ("final test accuracy", s.get("accuracy") or pct(s["final_acc"])), ("best test accuracy", pct(s["best_acc"])),
         ("teacher agreement", pct(s["teacher_agreement"])),
         ("parameters (kept / dense)", f"{s['params']} / {s['params_dense']}"),
         ("MACs (kept / dense)", f"{s['macs']} / {s['macs_dense']}"),

@@ -9,6 +9,7 @@ become the fine-tuning recipe. Everything is checked before a run writes anythin
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from torch import nn
@@ -17,7 +18,8 @@ from ..checkpoint import Checkpoint, load_checkpoint
 from ..config import RunConfig
 from ..data.info import DatasetInfo
 from ..errors import CheckpointError, ConfigError
-from ..models import create_model, named_by_user
+from ..models import create_model, is_user_reference, named_by_user
+from ..models.user import resolve_factory
 from ..run_folder import RunFolder
 from ..surgery.masks import get_masks, remove_masks
 
@@ -67,9 +69,36 @@ def load_start(cfg: RunConfig, info: DatasetInfo) -> Checkpoint | None:
     return ckpt
 
 
+def model_args(cfg: RunConfig) -> dict | None:
+    """``--model-args`` parsed: the keyword arguments of a user model's factory."""
+    text = cfg.model.model_args
+    if not text:
+        return None
+    try:
+        args = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--model-args {text!r} is not JSON ({exc.msg}); give an object such as "
+                          "'{\"channels\": 32}'") from None
+    if not isinstance(args, dict):
+        raise ConfigError(f"--model-args {text!r} must be a JSON object of keyword arguments")
+    return args
+
+
+def check_student(cfg: RunConfig) -> None:
+    """Refuse a user model whose factory cannot be found or whose --model-args are not JSON,
+    before a run writes anything (the model itself is built after the run folder is claimed)."""
+    args = model_args(cfg)
+    if is_user_reference(cfg.model.model):
+        resolve_factory(cfg.model.model)
+    elif args:
+        raise ConfigError(f"--model-args are for user models (--model package.module:function or "
+                          f"file.py:function); zoo model {cfg.model.model!r} takes its size from --width")
+
+
 def build_student(cfg: RunConfig, info: DatasetInfo, start: Checkpoint | None = None) -> nn.Module:
     """The run's student before pruning: ``start``'s weights if given, else seeded fresh ones."""
-    model = create_model(cfg.model.model, info.input_shape, info.num_classes, cfg.model.width, seed=cfg.seed)
+    model = create_model(cfg.model.model, info.input_shape, info.num_classes, cfg.model.width, seed=cfg.seed,
+                         model_args=model_args(cfg))
     if start is not None:
         model.load_state_dict(start.state_dict)
     return model

@@ -36,7 +36,7 @@ class Evaluator:
     """Per-epoch metrics: test accuracy, teacher agreement, learning gap on held-out unlabeled
     data and weight distance to the initial student. Teacher outputs are computed once."""
 
-    def __init__(self, test: LabeledSet, gap_data: UnlabeledView | None, teacher: Teacher | None,
+    def __init__(self, test: LabeledSet | None, gap_data: UnlabeledView | None, teacher: Teacher | None,
                  init_weights: dict[str, torch.Tensor], batch_size: int = 1000,
                  gap_samples: int = 2000, tau: float = 4.0, store: str | None = None,
                  val: LabeledSet | None = None) -> None:
@@ -47,7 +47,8 @@ class Evaluator:
         self._gap_inputs: list[torch.Tensor] = []
         self._gap_teacher: list[torch.Tensor] = []
         if teacher is not None:
-            self._teacher_test_labels = all_outputs(teacher, test.unlabeled(), store).pseudo_labels
+            if test is not None:  # None: no labeled test data (your own images without --eval)
+                self._teacher_test_labels = all_outputs(teacher, test.unlabeled(), store).pseudo_labels
             if gap_data is not None and len(gap_data) > 0:
                 n = min(len(gap_data), gap_samples)
                 gap_view = gap_data.head(n)
@@ -57,8 +58,8 @@ class Evaluator:
                     self._gap_teacher.append(features[index])
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
-        acc = accuracy(model, self.test, self.batch_size, self._teacher_test_labels)
-        out = {"test_acc": acc["acc"]}
+        acc = accuracy(model, self.test, self.batch_size, self._teacher_test_labels) if self.test is not None else {}
+        out = {"test_acc": acc["acc"]} if acc else {}
         if self.val is not None:
             out["val_acc"] = accuracy(model, self.val, self.batch_size)["acc"]
         if "teacher_agreement" in acc:
