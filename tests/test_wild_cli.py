@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from lnpt.checkpoint import load_checkpoint
-from lnpt.cli import main
+from lnpt.cli import build_parser, main
 from lnpt.teachers.scripted import save_torchscript_teacher
 
 STUDENT = '''
@@ -152,3 +152,24 @@ def test_stream_settings_are_refused_without_unlabeled(capsys):
     assert main(["run", "--eval", "somewhere", "--out", "never"]) == 2
     assert "--eval is read with --unlabeled" in capsys.readouterr().err
     assert not Path("never").exists()
+
+
+def test_teacher_eval_reads_any_format_on_an_eval_folder(wild, digits_teacher_path, capsys):
+    assert main(["teacher", "eval", str(wild["teacher"]), "--eval", str(wild["eval"])]) == 0
+    scripted = json.loads(capsys.readouterr().out)
+    assert main(["teacher", "eval", str(digits_teacher_path), "--eval", str(wild["eval"])]) == 0
+    checkpoint = json.loads(capsys.readouterr().out)
+    assert scripted["eval_images"] == checkpoint["eval_images"] == 60
+    assert scripted["test_acc"] == checkpoint["test_acc"] > 0.7  # the same network, exported
+    # an option the format does not read is refused in one line
+    assert main(["teacher", "eval", str(digits_teacher_path), "--teacher-features", "x"]) == 2
+    assert "takes no features" in capsys.readouterr().err
+
+
+def test_serve_passes_teacher_options_to_the_loader(wild, tmp_path, capsys):
+    args = build_parser().parse_args(["teacher", "serve", "--checkpoint", str(wild["teacher"]),
+                                      "--teacher-sidecar", str(tmp_path / "other.json")])
+    assert args.teacher_sidecar == str(tmp_path / "other.json")
+    code = main(["teacher", "serve", "--checkpoint", str(wild["teacher"]), "--no-auth", "--port", "0",
+                 "--teacher-sidecar", str(tmp_path / "missing.json")])
+    assert code == 2 and "missing.json" in capsys.readouterr().err

@@ -13,8 +13,9 @@ import torch
 from ..errors import ConfigError
 from ..extras import require
 from ..serve.limits import ClientLimits
-from ..teachers import LocalTeacher, shipped_teacher_path
+from ..teachers import load_teacher_source, shipped_teacher_path
 from ..teachers.wire import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, TOKEN_ENV
+from .teacher import add_teacher_options, teacher_options
 
 
 def register(tsub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,9 @@ def register(tsub: argparse._SubParsersAction) -> None:
         description="Serve logits and penultimate features of a teacher checkpoint over HTTP. "
                     f"The bearer token comes from --token or ${TOKEN_ENV} (prefer the variable: "
                     "a flag is visible to other users in the process list).")
-    p.add_argument("--checkpoint", default=None, help="teacher checkpoint (default: the shipped teacher of --dataset)")
+    p.add_argument("--checkpoint", default=None,
+                   help="teacher of any format: an lnpt checkpoint, a TorchScript or ONNX file, or a model "
+                        "factory with --teacher-weights (default: the shipped teacher of --dataset)")
     p.add_argument("--dataset", default="fashion-mnist", help="dataset of the shipped teacher (default: fashion-mnist)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
@@ -52,6 +55,7 @@ def register(tsub: argparse._SubParsersAction) -> None:
                    help="seconds to finish in-flight requests on SIGTERM/SIGINT (default: 10)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="log level of the JSON-lines log on stderr (default: info)")
+    add_teacher_options(p)
     p.set_defaults(func=_serve)
 
 
@@ -69,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     path = args.checkpoint or shipped_teacher_path(args.dataset)
-    teacher = LocalTeacher.from_checkpoint(str(path))
+    teacher = load_teacher_source(str(path), teacher_options(args))
     try:
         clients = ClientLimits(args.body_timeout, args.request_timeout, args.max_uploads,
                                args.max_uploads_per_client)

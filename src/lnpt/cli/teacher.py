@@ -4,12 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..checkpoint import load_checkpoint
-from ..config import DataConfig, ModelConfig, RunConfig, TrainConfig, replace_flat
+from ..config import DataConfig, ModelConfig, RunConfig, TeacherConfig, TrainConfig, replace_flat
 from ..data import load_data
 from ..recipes.teacher_training import train_teacher
-from ..teachers import shipped_teacher_path
-from ..train.evaluate import accuracy
+from ..recipes.wild import load_eval_folder, teacher_accuracy
+from ..teachers import TeacherOptions, load_teacher_source, shipped_teacher_path
 from .options import add_section_args
 from .output import add_output_flags, progress_setting
 
@@ -28,12 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output_flags(tr)
     tr.set_defaults(func=_train)
 
-    ev = tsub.add_parser("eval", help="test accuracy of a teacher checkpoint (default: the shipped one)")
-    ev.add_argument("checkpoint", nargs="?", default=None, help="checkpoint path (default: shipped teacher)")
+    ev = tsub.add_parser("eval", help="test accuracy of a teacher of any format (default: the shipped one)",
+                         description="Top-1 accuracy of a teacher (an lnpt checkpoint, TorchScript or ONNX file, "
+                                     "or a model factory with --teacher-weights) on its dataset's test split, or "
+                                     "on --eval, a labeled folder <class>/<images> named by the teacher's classes.")
+    ev.add_argument("checkpoint", nargs="?", default=None, help="teacher file or factory (default: shipped teacher)")
     ev.add_argument("--dataset", default="fashion-mnist", help="dataset of the shipped teacher (default: fashion-mnist)")
     ev.add_argument("--data-dir", default=None, help="folder holding the dataset files")
     ev.add_argument("--trust-model-code", action="store_true",
                     help="rebuild a user model by running the factory its checkpoint names (only for files you trust)")
+    ev.add_argument("--eval", default=None, help="labeled folder <class>/<images> to measure on instead of the test split")
+    add_teacher_options(ev)
     ev.set_defaults(func=_eval)
 
     import importlib
@@ -57,12 +61,28 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_teacher_options(p: argparse.ArgumentParser) -> None:
+    """The flags of :class:`~lnpt.teachers.TeacherOptions` (what some teacher formats read)."""
+    add_section_args(p, TeacherConfig, only={"teacher_weights", "teacher_sidecar", "teacher_features"},
+                     title="teacher file options")
+
+
+def teacher_options(args: argparse.Namespace) -> TeacherOptions:
+    return TeacherOptions(sidecar=getattr(args, "teacher_sidecar", None),
+                          weights=getattr(args, "teacher_weights", None),
+                          features=getattr(args, "teacher_features", None),
+                          trust_code=getattr(args, "trust_model_code", False))
+
+
 def _eval(args: argparse.Namespace) -> int:
 
-    path = args.checkpoint or shipped_teacher_path(args.dataset)
-    ckpt = load_checkpoint(path)
-    data = load_data(ckpt.dataset.name, args.data_dir)
-    acc = accuracy(ckpt.build(allow_code=args.trust_model_code), data.test)["acc"]
-    print(json.dumps({"checkpoint": str(path), "model": ckpt.model_name, "width": ckpt.width,
-                      "dataset": ckpt.dataset.name, "test_acc": acc}, indent=2))
+    path = str(args.checkpoint or shipped_teacher_path(args.dataset))
+    teacher = load_teacher_source(path, teacher_options(args))
+    info = teacher.info
+    test = load_eval_folder(args.eval, info.dataset) if args.eval else load_data(info.dataset.name, args.data_dir).test
+    out = {"checkpoint": path, "model": info.model, "width": info.width, "dataset": info.dataset.name,
+           "test_acc": teacher_accuracy(teacher, test)}
+    if args.eval:
+        out.update({"eval": args.eval, "eval_images": len(test)})
+    print(json.dumps(out, indent=2))
     return 0

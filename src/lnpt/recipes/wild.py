@@ -161,3 +161,12 @@ class WildEvaluator:
                 seen += len(ids)
         model.train(was_training)
         return same / max(seen, 1)
+
+
+def teacher_accuracy(teacher: Teacher, test: LabeledSet, batch_size: int = 500) -> float:
+    """Top-1 accuracy of any teacher (a file of any format, or a server) on labeled images."""
+    correct, seen = 0, 0
+    for _, x, y in test.batches(batch_size):
+        correct += int((teacher.guide(x).logits.argmax(1) == y).sum())
+        seen += len(y)
+    return correct / max(seen, 1)
