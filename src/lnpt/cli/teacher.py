@@ -4,7 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import DataConfig, ModelConfig, RunConfig, TeacherConfig, TrainConfig, replace_flat
+from ..config import (
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TeacherConfig,
+    TrainConfig,
+    replace_flat,
+)
 from ..data import load_data
 from ..recipes.teacher_training import train_teacher
 from ..recipes.wild import load_eval_folder, teacher_accuracy

@@ -19,10 +19,15 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
-from ..data import LabeledSet
+from ..data import DataSplits, LabeledSet, load_data
 from ..data.info import DatasetInfo
-from ..data.streamed import StreamedImages, StreamSettings, decode_image, open_unlabeled, scan_sources
-from ..data import DataSplits, load_data
+from ..data.streamed import (
+    StreamedImages,
+    StreamSettings,
+    decode_image,
+    open_unlabeled,
+    scan_sources,
+)
 from ..errors import ConfigError
 from ..teachers import Teacher, TeacherOptions, load_teacher
 from ..teachers.store import all_outputs
@@ -88,7 +93,7 @@ def load_wild_data(cfg: RunConfig, info: DatasetInfo) -> WildData:
     check_label_free(cfg)
     d = cfg.data
     images = open_unlabeled(d.unlabeled, info, StreamSettings(d.loader_workers, d.on_bad_image))
-    count = int(round(d.val_fraction * len(images)))
+    count = round(d.val_fraction * len(images))
     train, held = images.holdout(count, seed=d.split_seed)
     test = load_eval_folder(d.eval, info) if d.eval else None
     return WildData(train, held, test, info)
@@ -148,7 +153,8 @@ class WildEvaluator:
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         out = self.inner(model)
-        out["heldout_agreement"] = self._agreement(model)
+        if len(self.held):  # --val-fraction 0 holds nothing out
+            out["heldout_agreement"] = self._agreement(model)
         return out
 
     def _agreement(self, model: nn.Module) -> float:
