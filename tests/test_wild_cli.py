@@ -96,6 +96,11 @@ def test_eval_folder_measures_accuracy_and_bad_images_are_counted(wild, tmp_path
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert 0.0 <= summary["final_acc"] <= 1.0 and "accuracy" not in summary
     assert summary["eval_images"] == 60 and summary["images"]["bad_images"] == 1
+    # nothing held out: every image trains, and no held-out agreement is claimed
+    assert main(_run_args({**wild, "unlabeled": images}, tmp_path / "r0", "--eval", str(wild["eval"]),
+                          "--val-fraction", "0")) == 0
+    summary = json.loads((tmp_path / "r0" / "summary.json").read_text())
+    assert summary["images"]["held_out"] == 0 and summary["heldout_agreement"] is None
 
 
 def test_renaming_unlabeled_folders_changes_nothing(wild, tmp_path):

@@ -149,7 +149,7 @@ class WildEvaluator:
         self.held, self.batch_size = data.held_out, batch_size
         self.inner = Evaluator(data.test, data.held_out, teacher, init_weights, batch_size=batch_size, tau=tau,
                                store=store)
-        self.labels = all_outputs(teacher, data.held_out, store).pseudo_labels
+        self.labels = all_outputs(teacher, data.held_out, store).pseudo_labels if len(self.held) else None
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         out = self.inner(model)
