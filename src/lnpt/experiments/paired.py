@@ -14,6 +14,7 @@ Two things a mean ± std table hides:
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -27,14 +28,15 @@ from ..extras import require
 BASE_KEYS = ("model", "criterion", "sparsity", "loss", "seed")
 
 
-DEFAULTS: dict[str, Any] = flatten_config(result_settings(RunConfig()))
+#: As a config.json holds them (list settings as lists), so saved and built configs compare.
+DEFAULTS: dict[str, Any] = flatten_config(json.loads(json.dumps(result_settings(RunConfig()))))
 
 
 def flat_settings(config: dict) -> dict[str, Any]:
     """A run's config.json as one flat mapping, without operational settings. Settings added
     after the folder was written take their default (the behaviour the run had), so old and
     new folders of the same experiment compare equal."""
-    flat = {k: v for k, v in flatten_config(config).items() if k not in OPERATIONAL}
+    flat = {k: v for k, v in flatten_config(json.loads(json.dumps(config))).items() if k not in OPERATIONAL}
     return {**{k: v for k, v in DEFAULTS.items() if k not in flat}, **flat} if flat else flat
 
 
