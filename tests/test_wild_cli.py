@@ -178,3 +178,9 @@ def test_serve_passes_teacher_options_to_the_loader(wild, tmp_path, capsys):
     code = main(["teacher", "serve", "--checkpoint", str(wild["teacher"]), "--no-auth", "--port", "0",
                  "--teacher-sidecar", str(tmp_path / "missing.json")])
     assert code == 2 and "missing.json" in capsys.readouterr().err
+
+
+def test_teacher_file_options_are_refused_for_the_shipped_teacher(tmp_path, capsys):
+    assert main(["run", "--teacher-weights", "w.pt", "--out", str(tmp_path / "r")]) == 2
+    assert "--teacher-weights describe a teacher file; --teacher shipped takes none" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

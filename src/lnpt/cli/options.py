@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 #: The flags ``--help`` shows; every other one is listed by ``--help-all``.
 COMMON: frozenset[str] = frozenset({
-    "dataset", "train_subset", "test_subset", "batch_size", "model", "width", "init_from", "teacher",
+    "dataset", "train_subset", "test_subset", "batch_size", "unlabeled", "eval", "model", "width", "init_from",
+    "model_args", "teacher",
     "criterion", "structured", "batches", "label_source", "prune_after_epochs", "sparsity", "rounds",
     "channel_ratio", "channel_scope", "score_tau", "loss", "epochs", "lr", "beta", "tau", "kd_tau",
 })
