@@ -50,7 +50,7 @@ class DataConfig:
     on_bad_image: str = _f("skip", "--unlabeled: an unreadable image is skipped and counted (skip) or "
                                    "ends the run naming the file (fail)", ("skip", "fail"))
     loader_workers: int = _f(2, "--unlabeled: worker processes decoding images (0 = in this process; "
-                                "the batches are the same for any count)")
+                                "the batches are the same for any count)", low=0)
     eval: str | None = _f(None, "--unlabeled: a labeled folder <class>/<images> whose class names are the "
                                 "teacher's; the student's accuracy is measured on it")
 
