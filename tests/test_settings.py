@@ -95,7 +95,7 @@ def test_the_legacy_layout_holds_every_setting_once():
     added = {f.name for c in SECTIONS.values() for f in fields(c)} - set(legacy)  # settings added since
     assert len(legacy) == len(set(legacy))
     assert added == {"unlabeled", "on_bad_image", "loader_workers", "eval", "model_args", "teacher_weights",
-                     "teacher_sidecar", "teacher_features"}
+                     "teacher_sidecar", "teacher_features", "teacher_trust_code"}
     cfg = replace_flat(RunConfig(), {"sparsity": 0.5, "kd_tau": 2.0, "seed": 4})
     nested = legacy_settings(cfg)
     assert (nested["prune"]["sparsity"], nested["train"]["kd_tau"], nested["seed"]) == (0.5, 2.0, 4)

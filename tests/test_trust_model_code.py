@@ -71,3 +71,18 @@ def test_cli_refuses_in_one_line_and_runs_nothing(user_checkpoint, tmp_path, cap
     assert not trace.exists() and not out.exists()
     assert main(["export", str(ckpt_path), "--format", "torchscript", "--out", str(out), "--trust-model-code"]) == 0
     assert trace.exists() and any(out.iterdir())
+
+
+def test_a_run_takes_such_a_teacher_only_with_teacher_trust_code(user_checkpoint):
+    from lnpt.config import RunConfig, replace_flat
+    from lnpt.recipes.wild import load_run_teacher
+
+    ckpt_path, _, trace = user_checkpoint
+    cfg = replace_flat(RunConfig(), {"teacher": str(ckpt_path)})
+    with pytest.raises(CheckpointError, match="--trust-model-code"):
+        load_run_teacher(cfg)
+    assert not trace.exists()
+    trusted = replace_flat(cfg, {"teacher_trust_code": True})
+    assert load_run_teacher(trusted).info.num_classes == 3 and trace.exists()
+    from lnpt.recipes.pipeline import fingerprint
+    assert fingerprint(trusted) == fingerprint(cfg)  # how it is loaded, not what the run computes

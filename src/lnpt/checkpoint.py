@@ -53,7 +53,7 @@ class Checkpoint:
         if self.runs_code and not allow_code:
             raise CheckpointError(
                 f"this checkpoint's model is rebuilt by running {self.model_name!r}; lnpt runs code that a "
-                "checkpoint names only when asked: pass --trust-model-code if you trust this file "
+                "checkpoint names only when asked: pass --trust-model-code (a run's teacher: --teacher-trust-code) if you trust this file "
                 "(library: build(allow_code=True))")
         try:
             model = create_model(self.model_name, self.dataset.input_shape, self.dataset.num_classes,

@@ -87,6 +87,8 @@ class TeacherConfig:
                                            "(default: the file beside the teacher's file)")
     teacher_features: str | None = _f(None, "ONNX teacher: name of the penultimate feature tensor "
                                             "(default: found in the graph)")
+    teacher_trust_code: bool = _f(False, "a teacher that is an lnpt checkpoint of a user model: run the factory "
+                                         "it names to rebuild it (only for files you trust)")
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,7 @@ def to_dict(cfg: Any) -> dict:
 #: turning prefetch on does not orphan a run folder.
 OPERATIONAL: frozenset[str] = frozenset(
     {"teacher_store", "teacher_timeout", "teacher_retry_budget", "teacher_token", "teacher_prefetch",
-     "on_bad_image", "loader_workers"})
+     "on_bad_image", "loader_workers", "teacher_trust_code"})
 #: Settings never written to disk (run folders are shared and committed to result tables).
 SECRET: frozenset[str] = frozenset({"teacher_token"})
 REDACTED = "<redacted>"

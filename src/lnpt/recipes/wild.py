@@ -59,7 +59,8 @@ class WildData:
 def load_run_teacher(cfg: RunConfig) -> Teacher:
     """The run's teacher, with the options its format reads (weights, sidecar, ONNX features)."""
     t = cfg.teacher
-    options = TeacherOptions(sidecar=t.teacher_sidecar, weights=t.teacher_weights, features=t.teacher_features)
+    options = TeacherOptions(sidecar=t.teacher_sidecar, weights=t.teacher_weights, features=t.teacher_features,
+                             trust_code=t.teacher_trust_code)
     if options.given() and (t.teacher == "shipped" or t.teacher.startswith(("http://", "https://"))):
         flags = ", ".join("--teacher-" + name for name in sorted(options.given()))
         raise ConfigError(f"{flags} describe a teacher file; --teacher {t.teacher} takes none: drop them")
