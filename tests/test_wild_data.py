@@ -19,7 +19,7 @@ from lnpt.errors import DatasetNotFoundError
 from lnpt.models import create_model
 from lnpt.teachers import LocalTeacher, TeacherInfo, teacher_guidance
 from lnpt.teachers.store import all_outputs
-from lnpt.train.evaluate import Evaluator
+from lnpt.train.evaluate import EvalSettings, Evaluator
 from lnpt.train.loop import FitOptions, fit
 from lnpt.train.losses import PseudoLabel
 
@@ -183,5 +183,5 @@ def test_teacher_outputs_and_gap_on_a_held_out_slice_with_bad_files(folder, tmp_
     student = create_model("lenet5", INFO.input_shape, 4, width=0.5, seed=2)
     tiny_test = LabeledSet(torch.zeros(2, *INFO.input_shape, dtype=torch.uint8), torch.zeros(2), INFO)
     init = {k: v.clone() for k, v in student.state_dict().items()}
-    metrics = Evaluator(tiny_test, held, teacher, init, batch_size=4, store=str(tmp_path / "store"))(student)
+    metrics = Evaluator(tiny_test, held, teacher, init, EvalSettings(batch_size=4, store=str(tmp_path / "store")))(student)
     assert np.isfinite(metrics["gap"]) and metrics["gap"] > 0

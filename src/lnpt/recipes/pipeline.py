@@ -36,6 +36,7 @@ from ..teachers import (
 )
 from ..train import (
     Checkpoint,
+    EvalSettings,
     Evaluate,
     Evaluator,
     FitOptions,
@@ -175,8 +176,8 @@ def _evaluator(cfg: RunConfig, data: DataSplits | WildData, teacher, init_weight
     your own images' held-out slice (accuracy only with --eval)."""
     if isinstance(data, WildData):
         return WildEvaluator(data, teacher, init_weights, tau=cfg.loss.tau, store=cfg.teacher.teacher_store)
-    return Evaluator(data.test, data.val.unlabeled(), teacher, init_weights, tau=cfg.loss.tau,
-                     store=cfg.teacher.teacher_store, val=data.val)
+    return Evaluator(data.test, data.val.unlabeled(), teacher, init_weights,
+                     EvalSettings(tau=cfg.loss.tau, store=cfg.teacher.teacher_store), val=data.val)
 
 
 def _wild_summary(data: WildData, final: dict) -> dict[str, Any]:

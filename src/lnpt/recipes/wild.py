@@ -31,7 +31,7 @@ from ..data.streamed import (
 from ..errors import ConfigError
 from ..teachers import Teacher, TeacherOptions, load_teacher
 from ..teachers.store import all_outputs
-from ..train import Evaluator
+from ..train import EvalSettings, Evaluator
 
 #: The summary's word for a run that measured no accuracy.
 NOT_MEASURED = "not measured (no --eval)"
@@ -148,8 +148,8 @@ class WildEvaluator:
     def __init__(self, data: WildData, teacher: Teacher, init_weights: dict[str, torch.Tensor],
                  tau: float, store: str | None = None, batch_size: int = 500) -> None:
         self.held, self.batch_size = data.held_out, batch_size
-        self.inner = Evaluator(data.test, data.held_out, teacher, init_weights, batch_size=batch_size, tau=tau,
-                               store=store)
+        self.inner = Evaluator(data.test, data.held_out, teacher, init_weights,
+                               EvalSettings(batch_size=batch_size, tau=tau, store=store))
         self.labels = all_outputs(teacher, data.held_out, store).pseudo_labels if len(self.held) else None
 
     def __call__(self, model: nn.Module) -> dict[str, float]:

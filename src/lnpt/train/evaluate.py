@@ -1,6 +1,8 @@
 """Evaluation: the only place that reads test labels."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -32,16 +34,28 @@ def accuracy(model: nn.Module, data: LabeledSet, batch_size: int = 1000,
     return out
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """How the per-epoch metrics are taken. ``tau`` is the learning gap's temperature (runs use
+    the loss's, so gaps of runs trained alike compare); ``store`` is the teacher-output store,
+    so the teacher's pass over the evaluation data is paid once across runs."""
+
+    batch_size: int = 1000
+    gap_samples: int = 2000
+    tau: float = 4.0
+    store: str | None = None
+
+
 class Evaluator:
     """Per-epoch metrics: test accuracy, teacher agreement, learning gap on held-out unlabeled
     data and weight distance to the initial student. Teacher outputs are computed once."""
 
     def __init__(self, test: LabeledSet | None, gap_data: UnlabeledView | None, teacher: Teacher | None,
-                 init_weights: dict[str, torch.Tensor], batch_size: int = 1000,
-                 gap_samples: int = 2000, tau: float = 4.0, store: str | None = None,
+                 init_weights: dict[str, torch.Tensor], settings: EvalSettings = EvalSettings(),
                  val: LabeledSet | None = None) -> None:
-
-        self.test, self.teacher, self.init, self.batch_size, self.tau = test, teacher, init_weights, batch_size, tau
+        batch_size, gap_samples, store = settings.batch_size, settings.gap_samples, settings.store
+        self.test, self.teacher, self.init, self.batch_size = test, teacher, init_weights, batch_size
+        self.tau = settings.tau
         self.val = val if val is not None and len(val) > 0 else None  # for choosing settings, not reporting
         self._teacher_test_labels = None
         self._gap_inputs: list[torch.Tensor] = []
