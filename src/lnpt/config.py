@@ -205,6 +205,22 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    """Where and how a run computes (:mod:`lnpt.device`, :mod:`lnpt.distributed`). These say how
+    a run executes, not what it computes: they are saved with the run but leave its fingerprint
+    alone (they are :data:`OPERATIONAL`), so a run started on one device resumes on another."""
+    device: str = _f("auto", "where the student trains and is scored: auto (the first CUDA GPU when there is "
+                             "one, else the CPU), cpu, cuda, cuda:N or mps")
+    teacher_device: str | None = _f(None, "where an in-process teacher runs (default: the student's device)")
+    precision: str = _f("fp32", "training forward passes in fp32, or under autocast to bf16 or fp16 (fp16 with "
+                                "a gradient scaler); pruning scores are computed in fp32 either way",
+                        ("fp32", "bf16", "fp16"))
+    channels_last: bool = _f(False, "NHWC memory layout for convolutions (what GPU tensor cores prefer)")
+    sync_batchnorm: bool = _f(False, "under torchrun on CUDA: BatchNorm statistics over the global batch "
+                                     "instead of each process's share")
+
+
+@dataclass(frozen=True)
 class PruneSettings:
     """Everything pruning reads: the shared settings, both modes' sections (only the chosen
     one is read) and the criterion settings. :attr:`RunConfig.pruning` builds it."""
@@ -225,6 +241,7 @@ class RunConfig:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     seed: int = _f(0, "seed of the student's initialisation, scoring batches and training order")
 
     @property
@@ -235,7 +252,7 @@ class RunConfig:
 SECTIONS: dict[str, type] = {
     "data": DataConfig, "model": ModelConfig, "teacher": TeacherConfig, "prune": PruneConfig,
     "weights": WeightPruneConfig, "channels": ChannelPruneConfig, "score": ScoreConfig,
-    "train": TrainConfig, "loss": LossConfig,
+    "train": TrainConfig, "loss": LossConfig, "compute": ComputeConfig,
 }
 #: Which section owns each flat setting name (names are unique across sections).
 HOME: dict[str, str] = {f.name: name for name, cls in SECTIONS.items() for f in fields(cls)}
@@ -250,7 +267,7 @@ def to_dict(cfg: Any) -> dict:
 #: turning prefetch on does not orphan a run folder.
 OPERATIONAL: frozenset[str] = frozenset(
     {"teacher_store", "teacher_timeout", "teacher_retry_budget", "teacher_token", "teacher_prefetch",
-     "on_bad_image", "loader_workers", "teacher_trust_code"})
+     "on_bad_image", "loader_workers", "teacher_trust_code", *(f.name for f in fields(ComputeConfig))})
 #: Settings never written to disk (run folders are shared and committed to result tables).
 SECRET: frozenset[str] = frozenset({"teacher_token"})
 REDACTED = "<redacted>"
@@ -336,8 +353,11 @@ def fingerprint_settings(cfg: RunConfig) -> dict:
 
 
 def _without_operational(nested: dict) -> dict:
-    return {k: ({kk: vv for kk, vv in v.items() if kk not in OPERATIONAL} if isinstance(v, dict) else v)
+    """``nested`` without :data:`OPERATIONAL` settings, and without a section that held only
+    those (``compute``), so adding one changes no fingerprint."""
+    kept = {k: ({kk: vv for kk, vv in v.items() if kk not in OPERATIONAL} if isinstance(v, dict) else v)
             for k, v in nested.items()}
+    return {k: v for k, v in kept.items() if v != {} or not isinstance(nested[k], dict) or nested[k] == {}}
 
 
 def saved_settings(cfg: RunConfig) -> dict:

@@ -17,6 +17,7 @@ COMMON: frozenset[str] = frozenset({
     "model_args", "teacher",
     "criterion", "structured", "batches", "label_source", "prune_after_epochs", "sparsity", "rounds",
     "channel_ratio", "channel_scope", "score_tau", "loss", "epochs", "lr", "beta", "tau", "kd_tau",
+    "device", "precision",
 })
 
 #: Group titles of the config sections, in the order help lists them.
@@ -28,6 +29,7 @@ TITLES: dict[str, str] = {
     "score": "criterion settings (each criterion reads its own; see docs/EXTENDING.md)",
     "train": "training and its schedule",
     "loss": "loss settings (each loss reads its own)",
+    "compute": "device, precision and processes (how the run executes; not in its fingerprint)",
 }
 
 

@@ -19,6 +19,7 @@ from typing import Callable
 from ..checkpoint import save_checkpoint
 from ..config import (
     ChannelPruneConfig,
+    ComputeConfig,
     DataConfig,
     ModelConfig,
     PruneConfig,
@@ -31,6 +32,7 @@ from ..config import (
 )
 from ..errors import ConfigError
 from ..pruning.student import prune_student, teacher_needed, validate
+from ..recipes.compute import place_teacher, run_placement
 from ..recipes.settings import check_given
 from ..recipes.start import build_student, load_start
 from ..recipes.wild import load_run_data, load_run_teacher
@@ -61,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "from your own images with --unlabeled)", brief=True)
     add_section_args(p, TeacherConfig, skip={"teacher_cache"},
                      title="teacher settings", brief=True)
+    add_section_args(p, ComputeConfig, only={"device", "teacher_device"}, title=TITLES["compute"])
     add_help_all(p)
     p.add_argument("--seed", type=int, default=argparse.SUPPRESS,
                    help="seed of the student's initialisation and of the scoring batches (default: 0)")
@@ -71,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _prune(args: argparse.Namespace) -> int:
 
-    given = overrides(args, *PRUNE_SECTIONS.values(), ModelConfig, DataConfig, TeacherConfig)
+    given = overrides(args, *PRUNE_SECTIONS.values(), ModelConfig, DataConfig, TeacherConfig, ComputeConfig)
     cfg = replace_flat(RunConfig(), given)
     check_given(cfg, given)
     validate(cfg.pruning)  # cheap checks before loading anything
@@ -83,10 +86,13 @@ def _prune(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"output folder {out} already exists and is not empty; pass --overwrite or pick another --out")
 
+    where = run_placement(cfg.compute)  # a device this machine lacks: one line, nothing written
     d = cfg.data
     teacher = load_run_teacher(cfg) if teacher_needed(cfg.pruning) or d.unlabeled else None
+    if teacher is not None:
+        place_teacher(teacher, where)
     data = load_run_data(cfg, teacher)
-    model = build_student(cfg, data.info, load_start(cfg, data.info))
+    model = where.module(build_student(cfg, data.info, load_start(cfg, data.info)))
     labeled = data.train if cfg.prune.label_source == "true" else None
     outcome = prune_student(model, cfg.pruning, data.train.unlabeled(), teacher, seed=cfg.seed, labeled=labeled)
 

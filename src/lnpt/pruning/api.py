@@ -15,6 +15,7 @@ from torch import nn
 
 from ..config import PruneSettings
 from ..data.views import LabeledSet, UnlabeledView
+from ..device import device_of
 from ..errors import PruningError
 from ..registry import UnknownNameError
 from ..surgery.complexity import count_complexity
@@ -91,7 +92,7 @@ def _mask(model: nn.Module, cfg: PruneSettings, source: ScoringSource) -> PruneR
     before = count_complexity(model, input_shape)
 
     start = time.perf_counter()
-    inputs, teacher_seconds = source.build(spec, cfg)
+    inputs, teacher_seconds = source.build(spec, cfg, device_of(model))
     existing = get_masks(model)
     masks: Masks = {n: existing[n].clone() if n in existing else torch.ones_like(_weight(model, n).detach())
                     for n in names}

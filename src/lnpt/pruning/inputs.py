@@ -20,7 +20,7 @@ from ..config import PruneSettings, ScoreConfig, check_choice
 from ..data.views import LabeledSet, UnlabeledView
 from ..errors import PruningError
 from ..models import find_classifier
-from ..teachers.base import Teacher, check_compatible
+from ..teachers.base import Guidance, Teacher, check_compatible
 from .criteria import LabelFn, ScoringInputs
 from .criteria.base import Needs
 
@@ -107,17 +107,21 @@ class ScoringSource:
                 raise PruningError(f"the labeled set ({len(self.labeled)}) and the scoring view ({len(self.data)}) "
                                    "differ in length; pass labeled=<set> with data=<set>.unlabeled()")
 
-    def build(self, scorer: Scorer, cfg: PruneSettings) -> tuple[ScoringInputs, float]:
-        """The scoring inputs for ``scorer`` and the seconds the teacher took to guide them."""
+    def build(self, scorer: Scorer, cfg: PruneSettings,
+              device: torch.device = torch.device("cpu")) -> tuple[ScoringInputs, float]:
+        """The scoring inputs for ``scorer`` on ``device`` (the scored model's: batches, guidance
+        and labels are made or moved there once, not per round) and the seconds the teacher
+        took to guide them."""
         indices, batches = draw_scoring_batches(self.data, cfg, self.seed)
+        batches = tuple(x.to(device) for x in batches)
         t0 = time.perf_counter()
         guidance = None
         if uses_teacher(scorer, cfg):
             if self.teacher is None:
                 raise PruningError(f"criterion {scorer.name} needs a teacher; pass one")
-            guidance = tuple(self.teacher.guide(x) for x in batches)
+            guidance = tuple(_on(self.teacher.guide(x), device) for x in batches)
         teacher_seconds = time.perf_counter() - t0
-        labels = self._labels(scorer, cfg, indices, guidance)
+        labels = self._labels(scorer, cfg, [i.to(device) for i in indices], guidance)
         return ScoringInputs(batches, guidance, labels, self.data.info.input_shape, cfg.prune,
                              torch.Generator().manual_seed(self.seed),
                              criterion_settings(scorer, cfg.score)), teacher_seconds
@@ -129,8 +133,15 @@ class ScoringSource:
         if cfg.prune.label_source == "true":
             if self.labeled is None:
                 raise PruningError(f"label source 'true' needs the labeled set for {scorer.name}")
-            true = self.labeled.labels
+            true = self.labeled.labels.to(indices[0].device) if indices else self.labeled.labels
             return lambda i: true[indices[i]]
         assert guidance is not None
         pseudo = guidance
         return lambda i: pseudo[i].pseudo_labels
+
+
+def _on(guidance: Guidance, device: torch.device) -> Guidance:
+    """``guidance`` on ``device`` (a teacher answers where it runs: its GPU, or the CPU)."""
+    if guidance.logits.device == device:
+        return guidance
+    return Guidance(guidance.logits.to(device), guidance.features.to(device))

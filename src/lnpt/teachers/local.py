@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import load_checkpoint
+from ..device import device_of, to_device
 from ..models import feature_dim, forward_with_features
 from .base import Guidance, TeacherInfo
 
@@ -31,8 +32,15 @@ class LocalTeacher:
 
     @torch.no_grad()
     def guide(self, x: torch.Tensor) -> Guidance:
-        logits, features = forward_with_features(self.model, x)
+        """Outputs on the teacher's device (inputs are moved there; whoever reads the outputs
+        moves them where it computes)."""
+        logits, features = forward_with_features(self.model, to_device(x, device_of(self.model)))
         return Guidance(logits.detach(), features.detach())
+
+    def to(self, device: torch.device) -> "LocalTeacher":
+        """Run the teacher on ``device`` (it may differ from the student's); returns itself."""
+        self.model.to(device)
+        return self
 
     @classmethod
     def from_checkpoint(cls, path: str, allow_code: bool = False) -> "LocalTeacher":

@@ -37,8 +37,8 @@ def all_outputs(teacher: Teacher, view: UnlabeledView, store: str | Path | None 
     for index, x in view.batches(batch_size):
         g = teacher.guide(x)
         ids.append(index)
-        logits.append(g.logits)
-        features.append(g.features)
+        logits.append(g.logits.cpu())  # kept (and stored) on the CPU, wherever the teacher runs
+        features.append(g.features.cpu())
     out = Guidance(torch.cat(logits), torch.cat(features))
     if out.logits.shape[0] != len(view):  # a streamed view skipped unreadable files: NaN rows
         out = Guidance(_scatter(out.logits, torch.cat(ids), len(view)),

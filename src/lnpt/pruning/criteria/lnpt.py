@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...device import device_of
 from ...errors import PruningError
 from ...features import FeatureAdapter, feature_distance
 from ...models import feature_dim, forward_with_features
@@ -53,7 +54,7 @@ def feature_map_loss(model: nn.Module, inputs: ScoringInputs) -> Callable[[int],
         raise PruningError("L_fm needs the LNPT score settings: register the criterion with "
                            "settings=LnptScoreSettings (or a subclass)")
     teacher_dim = inputs.guidance[0].features.shape[1]
-    adapter = FeatureAdapter(feature_dim(model), teacher_dim, always=cfg.score_adapter == "fit")
+    adapter = FeatureAdapter(feature_dim(model), teacher_dim, always=cfg.score_adapter == "fit").to(device_of(model))
     for p in adapter.parameters():
         p.requires_grad_(False)
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from ...config import PruneSettings, check_choice
 from ...data.views import LabeledSet, UnlabeledView
+from ...device import device_of
 from ...errors import PruningError
 from ...surgery.channels import ChannelGraph, ChannelGroup, channel_counts
 from ...surgery.complexity import count_complexity
@@ -100,7 +101,7 @@ def _remove(model: nn.Module, cfg: PruneSettings, source: ScoringSource) -> Stru
         raise PruningError("the model has no prunable channel groups under these settings")
     before, counts_before = count_complexity(model, info.input_shape), channel_counts(model)
     weights_before = _conv_linear_weights(model)
-    inputs, teacher_seconds = source.build(crit, cfg)
+    inputs, teacher_seconds = source.build(crit, cfg, device_of(model))
     scores = crit.score(model, groups, inputs)
     plan, ratio = _plan(model, cfg, groups, scores, before.macs, info.input_shape)
     history = graph.remove(plan)
