@@ -17,9 +17,11 @@ from lnpt.cli.run import config_from_args
 from lnpt.config import (
     LEGACY_LAYOUT,
     SECTIONS,
+    ComputeConfig,
     LossConfig,
     RunConfig,
     ScoreConfig,
+    fingerprint_settings,
     legacy_settings,
     migrate_layout,
     replace_flat,
@@ -95,7 +97,8 @@ def test_the_legacy_layout_holds_every_setting_once():
     added = {f.name for c in SECTIONS.values() for f in fields(c)} - set(legacy)  # settings added since
     assert len(legacy) == len(set(legacy))
     assert added == {"unlabeled", "on_bad_image", "loader_workers", "eval", "model_args", "teacher_weights",
-                     "teacher_sidecar", "teacher_features", "teacher_trust_code"}
+                     "teacher_sidecar", "teacher_features", "teacher_trust_code",
+                     *(f.name for f in fields(ComputeConfig))}
     cfg = replace_flat(RunConfig(), {"sparsity": 0.5, "kd_tau": 2.0, "seed": 4})
     nested = legacy_settings(cfg)
     assert (nested["prune"]["sparsity"], nested["train"]["kd_tau"], nested["seed"]) == (0.5, 2.0, 4)
@@ -103,6 +106,10 @@ def test_the_legacy_layout_holds_every_setting_once():
     # a setting added since enters the fingerprint once it is set, under its own section
     wild = legacy_settings(replace_flat(RunConfig(), {"unlabeled": ("imgs",), "model_args": '{"c": 2}'}))
     assert (wild["data"]["unlabeled"], wild["model"]["model_args"]) == (("imgs",), '{"c": 2}')
+    # ... unless it is operational, as compute's are (a run may move between devices and precisions)
+    moved = replace_flat(cfg, {"precision": "bf16", "device": "cpu"})
+    assert legacy_settings(moved)["compute"] == {"device": "cpu", "precision": "bf16"}
+    assert fingerprint_settings(moved) == fingerprint_settings(cfg)
 
 
 def test_old_layout_configs_load_into_the_new_sections():
