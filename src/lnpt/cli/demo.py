@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ..config import (
+    ComputeConfig,
     DataConfig,
     ModelConfig,
     PruneConfig,
@@ -27,9 +28,11 @@ from ..config import (
 from ..data import load_data
 from ..errors import DatasetNotFoundError
 from ..extras import MissingExtraError, require
+from ..recipes.compute import Where, run_placement
 from ..recipes.pipeline import run_pipeline
 from ..recipes.teacher_training import train_teacher
 from ..run_folder import RunFolder
+from .options import add_section_args, overrides
 from .output import add_output_flags, progress_setting
 
 # The demo's settings; chosen by measurement (docs/BENCHMARKS.md, "Demo").
@@ -50,13 +53,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="folder for the two run directories (default: runs/demo-<time>)")
     p.add_argument("--teacher", default=None, help="teacher checkpoint or http URL (default: shipped)")
     p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {DEMO.train.epochs})")
+    add_section_args(p, ComputeConfig, only={"device", "precision", "channels_last"})
     add_output_flags(p)
     p.set_defaults(func=_demo)
 
 
 def _config(args: argparse.Namespace, out: Path) -> tuple[RunConfig, str]:
 
-    cfg = DEMO
+    cfg = replace_flat(DEMO, overrides(args, ComputeConfig))
+    run_placement(cfg.compute)  # a device this machine lacks stops here, before anything is written
     if args.quick:
         cfg = replace_flat(cfg, QUICK)
     if args.epochs is not None:
@@ -75,7 +80,8 @@ def _config(args: argparse.Namespace, out: Path) -> tuple[RunConfig, str]:
 
     teacher_dir = out / "digits-teacher"
     train_teacher(ModelConfig("lenet5", 2.0), DataConfig(dataset="digits", batch_size=64),
-                  TrainConfig(loss="supervised", epochs=15, lr=0.05), teacher_dir, progress=False)
+                  TrainConfig(loss="supervised", epochs=15, lr=0.05), teacher_dir, progress=False,
+                  where=Where(run_placement(cfg.compute)))
     cfg = replace_flat(cfg, {"dataset": "digits", "teacher": str(RunFolder(teacher_dir).teacher_best),
                              "train_subset": None, "test_subset": None, "batch_size": 64,
                              "score_batch_size": 64})

@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 
 from ..config import SECTIONS, RunConfig, given_settings, read_settings_file, replace_flat, run_config_from_dict
+from ..device import resolve_device
+from ..distributed import process_group
 from ..recipes.pipeline import default_run_name, run_pipeline
 from ..recipes.settings import check_given
 from ..run_folder import RunFolder
@@ -40,10 +42,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
-
+    """One process, or one rank of ``torchrun --nproc_per_node N -m lnpt run ...`` (the process
+    group is joined here and left when the run ends; rank 0 alone prints)."""
     cfg = config_from_args(args)
     out = Path(args.out) if args.out else Path("runs") / default_run_name(cfg)
-    summary = run_pipeline(cfg, out, resume=args.resume, progress=progress_setting(args))
-    print(RunFolder(out).summary_md.read_text())
-    print(f"run directory: {out}")
+    with process_group(resolve_device(cfg.compute.device)) as ctx:
+        summary = run_pipeline(cfg, out, resume=args.resume, progress=progress_setting(args), distributed=ctx)
+    if ctx.is_main:
+        print(RunFolder(out).summary_md.read_text())
+        print(f"run directory: {out}")
     return 0 if summary else 1

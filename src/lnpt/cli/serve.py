@@ -10,10 +10,11 @@ import os
 
 import torch
 
+from ..device import resolve_device
 from ..errors import ConfigError
 from ..extras import require
 from ..serve.limits import ClientLimits
-from ..teachers import load_teacher_source, shipped_teacher_path
+from ..teachers import LocalTeacher, load_teacher_source, shipped_teacher_path
 from ..teachers.wire import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, TOKEN_ENV
 from .teacher import add_teacher_options, teacher_options
 
@@ -51,6 +52,8 @@ def register(tsub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-uploads-per-client", type=int, default=ClientLimits.max_uploads_per_client,
                    help="of those, from one client address (default: %(default)d)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="auto", help="where the teacher runs: auto (the first CUDA GPU when there "
+                                                     "is one), cpu, cuda, cuda:N, mps (default: auto)")
     p.add_argument("--graceful-timeout", type=float, default=10.0,
                    help="seconds to finish in-flight requests on SIGTERM/SIGINT (default: 10)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
@@ -72,8 +75,11 @@ def _serve(args: argparse.Namespace) -> int:
     token = _token(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)  # a device this machine lacks: one line, before loading
     path = args.checkpoint or shipped_teacher_path(args.dataset)
     teacher = load_teacher_source(str(path), teacher_options(args))
+    if isinstance(teacher, LocalTeacher):
+        teacher.to(device)  # other formats compute where their own runtime does
     try:
         clients = ClientLimits(args.body_timeout, args.request_timeout, args.max_uploads,
                                args.max_uploads_per_client)

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from ..config import (
+    ComputeConfig,
     DataConfig,
     ModelConfig,
     RunConfig,
@@ -12,10 +13,13 @@ from ..config import (
     TrainConfig,
     replace_flat,
 )
+from ..device import resolve_device
+from ..distributed import process_group
 from ..data import load_data
+from ..recipes.compute import Where, run_placement
 from ..recipes.teacher_training import train_teacher
 from ..recipes.wild import load_eval_folder, teacher_accuracy
-from ..teachers import TeacherOptions, load_teacher_source, shipped_teacher_path
+from ..teachers import LocalTeacher, TeacherOptions, load_teacher_source, shipped_teacher_path
 from .options import add_section_args
 from .output import add_output_flags, progress_setting
 
@@ -28,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_section_args(tr, ModelConfig)
     add_section_args(tr, DataConfig)
     add_section_args(tr, TrainConfig, skip={"loss", "early_schedule"})
+    add_section_args(tr, ComputeConfig, skip={"teacher_device"})
     tr.add_argument("--seed", type=int, default=0, help="seed of init and data order (default: 0)")
     tr.add_argument("--out", required=True, help="output folder for checkpoints and the metrics log")
     tr.add_argument("--resume", action="store_true", help="continue a killed run from its last epoch")
@@ -45,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="rebuild a user model by running the factory its checkpoint names (only for files you trust)")
     ev.add_argument("--eval", default=None, help="labeled folder <class>/<images> to measure on instead of the test split")
     add_teacher_options(ev)
+    add_section_args(ev, ComputeConfig, only={"device"})
     ev.set_defaults(func=_eval)
 
     import importlib
@@ -62,9 +68,11 @@ def _train(args: argparse.Namespace) -> int:
 
     given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "teacher_command", "out", "resume", "no_progress", "quiet", "seed")}
     cfg = replace_flat(RunConfig(train=TrainConfig(loss="supervised")), given)
-    result = train_teacher(cfg.model, cfg.data, cfg.train, args.out, seed=args.seed, resume=args.resume,
-                           progress=progress_setting(args))
-    print(json.dumps(result, indent=2))
+    with process_group(resolve_device(cfg.compute.device)) as ctx:  # one rank of torchrun, or alone
+        result = train_teacher(cfg.model, cfg.data, cfg.train, args.out, seed=args.seed, resume=args.resume,
+                               progress=progress_setting(args), where=Where(run_placement(cfg.compute, ctx), ctx))
+    if ctx.is_main:
+        print(json.dumps(result, indent=2))
     return 0
 
 
@@ -85,6 +93,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     path = str(args.checkpoint or shipped_teacher_path(args.dataset))
     teacher = load_teacher_source(path, teacher_options(args))
+    if isinstance(teacher, LocalTeacher):
+        teacher.to(resolve_device(args.device))
     info = teacher.info
     test = load_eval_folder(args.eval, info.dataset) if args.eval else load_data(info.dataset.name, args.data_dir).test
     out = {"checkpoint": path, "model": info.model, "width": info.width, "dataset": info.dataset.name,

@@ -10,6 +10,7 @@ names what a run directory holds; ``summary.json``, written last, means the run 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -24,6 +25,7 @@ from ..atomic import write_text
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import RunConfig, check_choice, fingerprint_settings, saved_settings, settings_differences
 from ..data import DataSplits
+from ..distributed import SINGLE, Distributed, barrier, broadcast_tensors, main_writes, run_on_main
 from ..errors import ConfigError, PruningError
 from ..models import feature_dim, named_by_user
 from ..pruning.student import prune_student, validate
@@ -46,6 +48,7 @@ from ..train import (
     create_loss,
     fit,
 )
+from .compute import Where, place_teacher, run_placement
 from .start import build_student, check_student, load_start, start_path
 from .wild import NOT_MEASURED, WildData, WildEvaluator, load_run_data, load_run_teacher
 
@@ -64,12 +67,15 @@ def default_run_name(cfg: RunConfig) -> str:
 
 
 def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False,
-                 progress: bool | str = True) -> dict[str, Any]:
+                 progress: bool | str = True, distributed: Distributed = SINGLE) -> dict[str, Any]:
     """Prune, train and evaluate one student as ``cfg`` says; return the summary.
 
     With ``resume``, a run directory written by the same configuration continues where it
     stopped (the pruned student is reloaded, not re-scored); a finished run is returned as is.
     ``progress``: see :func:`lnpt.train.callbacks.progress_mode` (False: nothing printed).
+    ``distributed``: this process's place in a data-parallel run (``torchrun``): every rank
+    trains on its share of the data; rank 0 alone prunes, evaluates and writes the run folder,
+    and the other ranks take its pruned student.
     """
     out = Path(out)
     run = RunFolder(out)
@@ -89,46 +95,35 @@ def run_pipeline(cfg: RunConfig, out: str | Path, resume: bool = False,
     validate(cfg.pruning)
     check_choice(cfg.train, "early_schedule", PruningError)
     check_student(cfg)
-    d = cfg.data
-    teacher = load_run_teacher(cfg)
+    where = Where(run_placement(cfg.compute, distributed), distributed)
+    teacher = place_teacher(load_run_teacher(cfg), where.placement)
     data = load_run_data(cfg, teacher)
     check_compatible(teacher.info, data.info)
     pruned_before = resume and run.student_init.is_file() and run.prune_report.is_file()
     start = None if pruned_before else load_start(cfg, data.info)  # a resumed run no longer needs it
-    with run.claimed(resume):  # a failure before the first checkpoint leaves the folder as it found it
-        write_text(run.config, json.dumps(saved_settings(cfg), indent=2))
-        return _prune_and_train(cfg, run, data, teacher, start, resume, progress, t0)
+    barrier(distributed)  # every rank has read the folder before rank 0 claims it
+    with run.claimed(resume) if distributed.is_main else contextlib.nullcontext():
+        if distributed.is_main:  # a failure before the first checkpoint leaves the folder as it found it
+            write_text(run.config, json.dumps(saved_settings(cfg), indent=2))
+        return _prune_and_train(cfg, run, (data, teacher, start, pruned_before), resume, progress, t0, where)
 
 
-def _prune_and_train(cfg: RunConfig, run: RunFolder, data, teacher, start, resume: bool, progress: bool | str,
-                     t0: float) -> dict[str, Any]:
+def _prune_and_train(cfg: RunConfig, run: RunFolder, inputs: tuple, resume: bool, progress: bool | str,
+                     t0: float, where: Where) -> dict[str, Any]:
     """The body of :func:`run_pipeline` once its folder is claimed: prune (or reload the pruned
-    student of a resumed run), train, evaluate, write the final checkpoint and the summary."""
-    out, d, init_path = run.path, cfg.data, run.student_init
-    pruned_before = resume and init_path.is_file() and run.prune_report.is_file()
-    if pruned_before:
-        init_ckpt = load_checkpoint(init_path)
-        student = init_ckpt.build(allow_code=named_by_user(init_ckpt.model_name, cfg.model.model))
-        shapes = {k: v for k, v in init_ckpt.extra.items() if k != "fingerprint"}
-        report = json.loads(run.prune_report.read_text())
-    else:
-        torch.manual_seed(cfg.seed)
-        student = build_student(cfg, data.info, start)
-        dense_seconds = _train_before_pruning(student, cfg, data, teacher, progress)
-        report, shapes, markdown = _prune(student, cfg, data, teacher)
-        if cfg.prune.prune_after_epochs:
-            report["trained_before_pruning"] = {"epochs": cfg.prune.prune_after_epochs, "seconds": dense_seconds}
-        save_checkpoint(init_path, student, cfg.model.model, cfg.model.width, data.info,
-                        extra={"fingerprint": fingerprint(cfg), **shapes})
-        write_text(run.prune_report, json.dumps(report, indent=2))
-        write_text(run.prune_report_md, markdown)
+    student of a resumed run), train, evaluate, write the final checkpoint and the summary.
+    ``inputs``: the data, the teacher, the start checkpoint and whether the run was pruned
+    before. Rank 0 alone evaluates and writes; every rank returns the summary."""
+    out, d, data, teacher, distributed = run.path, cfg.data, inputs[0], inputs[1], where.distributed
+    progress = progress if distributed.is_main else False
+    student, report, shapes = _student(cfg, run, inputs, where, progress)
     init_weights = effective_weights(student)
 
     loss = create_loss(cfg.train, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed), cfg.loss)
-    evaluator = _evaluator(cfg, data, teacher, init_weights)
-    callbacks = [Evaluate(evaluator), Checkpoint(out, fingerprint(cfg), resume), Progress(progress)]
-    result = fit(student, loss, data.train, cfg.train, guidance=_guidance(cfg, data, teacher, loss),
-                 callbacks=callbacks, options=_fit_options(cfg, after_pruning=True))
+    evaluator = _evaluator(cfg, data, teacher, init_weights) if distributed.is_main else None
+    callbacks = [Evaluate(evaluator or _on_main_only), Checkpoint(out, fingerprint(cfg), resume), Progress(progress)]
+    result = fit(student, loss, data.train, cfg.train, guidance=_guidance(cfg, data, teacher, loss, where),
+                 callbacks=callbacks, options=_fit_options(cfg, after_pruning=True, where=where))
     final = result.final
     accs = [r["test_acc"] for r in result.history if "test_acc" in r]
     summary = {
@@ -148,27 +143,76 @@ def _prune_and_train(cfg: RunConfig, run: RunFolder, data, teacher, start, resum
     }
     if isinstance(data, WildData):
         summary.update(_wild_summary(data, final))
-    save_checkpoint(run.final, student, cfg.model.model, cfg.model.width, data.info,
-                    metrics={"test_acc": summary["final_acc"]}, extra={"fingerprint": fingerprint(cfg), **shapes})
-    write_text(run.summary_md, summary_markdown(summary))
-    write_text(run.summary, json.dumps(summary, indent=2))
+    with main_writes(distributed) as writer:
+        if writer:
+            save_checkpoint(run.final, student, cfg.model.model, cfg.model.width, data.info,
+                            metrics={"test_acc": summary["final_acc"]},
+                            extra={"fingerprint": fingerprint(cfg), **shapes})
+            write_text(run.summary_md, summary_markdown(summary))
+            write_text(run.summary, json.dumps(summary, indent=2))
     return summary
 
 
-def _guidance(cfg: RunConfig, data, teacher: Teacher, loss: TrainLoss) -> GuidanceSource | None:
+def _on_main_only(model: torch.nn.Module) -> dict:
+    raise AssertionError("evaluation runs on rank 0 only")  # Evaluate calls it there alone
+
+
+def _student(cfg: RunConfig, run: RunFolder, inputs: tuple, where: Where,
+             progress: bool | str) -> tuple[torch.nn.Module, dict, dict]:
+    """The pruned student on every rank, its pruning report and the checkpoint entries that
+    rebuild it. A resumed run that was pruned before reloads ``student_init.pt``; otherwise
+    every rank builds the same student (and trains it dense first with
+    ``--prune-after-epochs``), rank 0 alone scores, prunes and writes it, and the other ranks
+    load what it wrote, so all of them train the same masks and channel cuts."""
+    data, teacher, start, pruned_before = inputs
+    ctx = where.distributed
+    if pruned_before:
+        init_ckpt = load_checkpoint(run.student_init)
+        student = init_ckpt.build(allow_code=named_by_user(init_ckpt.model_name, cfg.model.model))
+        shapes = {k: v for k, v in init_ckpt.extra.items() if k != "fingerprint"}
+        report = json.loads(run.prune_report.read_text())
+    else:
+        torch.manual_seed(cfg.seed)
+        student = where.placement.module(build_student(cfg, data.info, start))  # scored where it trains
+        dense_seconds = _train_before_pruning(student, cfg, data, teacher, progress, where)
+        report, shapes = run_on_main(ctx, lambda: _prune_and_write(student, cfg, run, data, teacher, dense_seconds))
+        if not ctx.is_main:
+            init_ckpt = load_checkpoint(run.student_init)
+            student = init_ckpt.build(allow_code=named_by_user(init_ckpt.model_name, cfg.model.model))
+    broadcast_tensors(ctx, student.state_dict())  # rank 0's masks and weights, explicitly
+    return student, report, shapes
+
+
+def _prune_and_write(student: torch.nn.Module, cfg: RunConfig, run: RunFolder, data, teacher,
+                     dense_seconds: float) -> tuple[dict, dict]:
+    """Score and prune ``student`` (on rank 0), write it and its report to the run folder, and
+    return the report and the checkpoint entries that rebuild it."""
+    report, shapes, markdown = _prune(student, cfg, data, teacher)
+    if cfg.prune.prune_after_epochs:
+        report["trained_before_pruning"] = {"epochs": cfg.prune.prune_after_epochs, "seconds": dense_seconds}
+    save_checkpoint(run.student_init, student, cfg.model.model, cfg.model.width, data.info,
+                    extra={"fingerprint": fingerprint(cfg), **shapes})
+    write_text(run.prune_report, json.dumps(report, indent=2))
+    write_text(run.prune_report_md, markdown)
+    return report, shapes
+
+
+def _guidance(cfg: RunConfig, data, teacher: Teacher, loss: TrainLoss, where: Where) -> GuidanceSource | None:
     """The teacher's guidance as the teacher settings compose it (None when the loss needs
-    none): stored outputs, the per-sample cache and prefetch."""
+    none): stored outputs, the per-sample cache (filled up front in a data-parallel run) and
+    prefetch."""
     if not loss.needs_teacher:
         return None
     t = cfg.teacher
     return teacher_guidance(teacher, data.train.unlabeled(), augment=cfg.data.augment, cache=t.teacher_cache,
-                            store=t.teacher_store, prefetch=t.teacher_prefetch)
+                            store=t.teacher_store, prefetch=t.teacher_prefetch, prefill=where.distributed.active)
 
 
-def _fit_options(cfg: RunConfig, after_pruning: bool) -> FitOptions:
+def _fit_options(cfg: RunConfig, after_pruning: bool, where: Where) -> FitOptions:
     d = cfg.data
     return FitOptions(batch_size=d.batch_size, augment=d.augment, seed=cfg.seed,
-                      schedule_span=_span(cfg, after_pruning))
+                      schedule_span=_span(cfg, after_pruning), placement=where.placement,
+                      distributed=where.distributed, sync_batchnorm=cfg.compute.sync_batchnorm)
 
 
 def _evaluator(cfg: RunConfig, data: DataSplits | WildData, teacher, init_weights: dict) -> Any:
@@ -208,7 +252,7 @@ def _span(cfg: RunConfig, after_pruning: bool) -> tuple[int, int] | None:
 
 
 def _train_before_pruning(student: torch.nn.Module, cfg: RunConfig, data, teacher: Teacher,
-                          progress: bool | str) -> float:
+                          progress: bool | str, where: Where) -> float:
     """Early pruning (``--prune-after-epochs N``): train the dense student with the run's own
     loss and recipe for N epochs, so the criterion scores a partly trained network. Channel
     scores at initialisation mostly see the random init; after a short label-free phase they
@@ -221,8 +265,8 @@ def _train_before_pruning(student: torch.nn.Module, cfg: RunConfig, data, teache
     start = time.perf_counter()
     train_cfg = dataclasses.replace(cfg.train, epochs=epochs)
     loss = create_loss(train_cfg, LossContext(feature_dim(student), teacher.info.feature_dim, cfg.seed), cfg.loss)
-    fit(student, loss, data.train, train_cfg, guidance=_guidance(cfg, data, teacher, loss),
-        callbacks=[Progress(progress, label="dense ")], options=_fit_options(cfg, after_pruning=False))
+    fit(student, loss, data.train, train_cfg, guidance=_guidance(cfg, data, teacher, loss, where),
+        callbacks=[Progress(progress, label="dense ")], options=_fit_options(cfg, after_pruning=False, where=where))
     return time.perf_counter() - start
 
 

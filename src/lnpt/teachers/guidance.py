@@ -81,10 +81,10 @@ class TeacherCache(GuidanceSource):
         if missing.any():
             fresh = self.source.guidance_for(index[missing], x[missing])
             self.teacher_calls += 1
-            if self._logits is None:
-                n = self._filled.shape[0]
-                self._logits = torch.empty(n, fresh.logits.shape[1], dtype=fresh.logits.dtype)
-                self._features = torch.empty(n, fresh.features.shape[1], dtype=fresh.features.dtype)
+            if self._logits is None:  # kept where the teacher answers (its GPU, say)
+                n, at = self._filled.shape[0], fresh.logits.device
+                self._logits = torch.empty(n, fresh.logits.shape[1], dtype=fresh.logits.dtype, device=at)
+                self._features = torch.empty(n, fresh.features.shape[1], dtype=fresh.features.dtype, device=at)
             idx = index[missing]
             self._logits[idx] = fresh.logits
             self._features[idx] = fresh.features  # type: ignore[index]
@@ -119,17 +119,22 @@ class Prefetched(GuidanceSource):
 
 
 def teacher_guidance(teacher: Teacher, view: UnlabeledView, *, augment: bool, cache: bool = True,
-                     store: str | Path | None = None, prefetch: str = "auto") -> GuidanceSource:
+                     store: str | Path | None = None, prefetch: str = "auto",
+                     prefill: bool = False) -> GuidanceSource:
     """The guidance source for training on ``view`` (the training set, in index order).
 
     teacher -> per-sample cache (``cache`` and un-augmented inputs only), pre-filled from the
     on-disk ``store`` when one is given -> prefetch (``prefetch``: "auto", "on" or "off"; see
-    :func:`wants_prefetch`). None of the wrappers changes the outputs.
+    :func:`wants_prefetch`). None of the wrappers changes the outputs. ``prefill`` fills the
+    cache up front, in fixed batches, even without a store: a teacher's outputs differ in the
+    last bits with the batch they are computed in, and in a data-parallel run which samples
+    are missing from a rank's cache depends on where the run started (a resumed run would
+    otherwise train on slightly different guidance than an uninterrupted one).
     """
     source: GuidanceSource = TeacherSource(teacher)
     if cache and not augment:
         source = TeacherCache(source, len(view))
-        if store:
+        if store or prefill:
             source.prefill(all_outputs(teacher, view, store))
     if wants_prefetch(prefetch, teacher):
         source = Prefetched(source)

@@ -16,6 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
+from ..distributed import SINGLE, Distributed, all_reduce_sums, run_on_main
 from .losses import TrainLoss
 
 # Shown on an epoch's line when the record has them, in this order (besides epoch and time).
@@ -25,7 +26,9 @@ LINE_KEYS = ("train_loss", "train_acc", "val_acc", "test_acc", "teacher_agreemen
 @dataclass
 class FitState:
     """The run as callbacks see it; a checkpoint callback may replace ``epoch`` (where
-    training starts) and ``history`` when it resumes."""
+    training starts) and ``history`` when it resumes. ``model`` is the network itself, never
+    its data-parallel wrapper; ``distributed`` says whether this process is the one that
+    writes and evaluates (rank 0)."""
 
     model: nn.Module
     loss: TrainLoss
@@ -35,6 +38,8 @@ class FitState:
     epoch: int = 0  # the epoch being trained, from 0
     history: list[dict] = field(default_factory=list)
     recovery: str = ""  # added to a training error: where the last good state is kept
+    scaler: torch.amp.GradScaler = field(default_factory=lambda: torch.amp.GradScaler("cpu", enabled=False))
+    distributed: Distributed = SINGLE
 
 
 class EpochMeter:
@@ -51,6 +56,16 @@ class EpochMeter:
             self.sums[k] = self.sums.get(k, 0.0) + v * b
         self.correct += hits.sum().item()
         self.seen += b
+
+    def reduce(self, ctx: Distributed) -> None:
+        """Sum the epoch's counts over the ranks of a data-parallel run (in place), so every
+        rank's record describes the whole global batch; nothing changes in one process."""
+        if not ctx.active:
+            return
+        total = all_reduce_sums(ctx, {**{f"sum/{k}": v for k, v in self.sums.items()},
+                                      "correct": self.correct, "seen": self.seen})
+        self.sums = {k: total[f"sum/{k}"] for k in self.sums}
+        self.correct, self.seen = total["correct"], total["seen"]
 
     def means(self) -> dict[str, float]:
         return {**{f"train_{k}": v / max(self.seen, 1) for k, v in self.sums.items()},
@@ -75,7 +90,7 @@ class Callback:
 
 class Evaluate(Callback):
     """Adds ``evaluate(model)``'s metrics to the record every ``cfg.eval_every`` epochs and
-    after the last."""
+    after the last. In a data-parallel run rank 0 evaluates and every rank gets its metrics."""
 
     def __init__(self, evaluate: Callable[[nn.Module], dict]) -> None:
         self.evaluate = evaluate
@@ -83,7 +98,7 @@ class Evaluate(Callback):
     def on_epoch_end(self, state: FitState, record: dict) -> None:
         epoch = record["epoch"]
         if epoch % state.cfg.eval_every == 0 or epoch == state.cfg.epochs:
-            record.update(self.evaluate(state.model))
+            record.update(run_on_main(state.distributed, lambda: self.evaluate(state.model)))
 
 
 class OnEpochEnd(Callback):

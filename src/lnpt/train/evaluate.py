@@ -8,6 +8,7 @@ from torch import nn
 
 from ..analysis.metrics import learning_gap, weight_distance
 from ..data.views import LabeledSet, UnlabeledView
+from ..device import device_of
 from ..features import FeatureAdapter
 from ..models import find_classifier, forward_with_features
 from ..teachers.base import Teacher
@@ -21,11 +22,12 @@ def accuracy(model: nn.Module, data: LabeledSet, batch_size: int = 1000,
     was_training = model.training
     model.eval()
     correct, agree, n = 0, 0, 0
+    device = device_of(model)
     for index, x, y in data.batches(batch_size):
-        pred = model(x).argmax(1)
+        pred = model(x.to(device)).argmax(1).to(y.device)
         correct += (pred == y).sum().item()
         if teacher_labels is not None:
-            agree += (pred == teacher_labels[index]).sum().item()
+            agree += (pred == teacher_labels[index].to(y.device)).sum().item()
         n += len(y)
     model.train(was_training)
     out = {"acc": correct / max(n, 1)}
@@ -96,7 +98,7 @@ class Evaluator:
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            fs = torch.cat([forward_with_features(model, x)[1] for x in self._gap_inputs])
+            fs = torch.cat([forward_with_features(model, x.to(device_of(model)))[1].cpu() for x in self._gap_inputs])
         model.train(was_training)
         adapter = FeatureAdapter(ds, dt)
         adapter.fit_least_squares(fs, torch.cat(self._gap_teacher))
