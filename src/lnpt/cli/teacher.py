@@ -94,7 +94,7 @@ def _eval(args: argparse.Namespace) -> int:
     path = str(args.checkpoint or shipped_teacher_path(args.dataset))
     teacher = load_teacher_source(path, teacher_options(args))
     if isinstance(teacher, LocalTeacher):
-        teacher.to(resolve_device(args.device))
+        teacher.to(resolve_device(getattr(args, "device", "auto")))
     info = teacher.info
     test = load_eval_folder(args.eval, info.dataset) if args.eval else load_data(info.dataset.name, args.data_dir).test
     out = {"checkpoint": path, "model": info.model, "width": info.width, "dataset": info.dataset.name,
