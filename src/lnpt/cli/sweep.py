@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..config import SECTIONS, replace_flat
+from ..device import resolve_device
 from ..errors import ConfigError
 from ..experiments.grid import SweepSpec, load_sweep
 from ..experiments.sweep import run_sweep
@@ -44,6 +45,7 @@ def _sweep(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     out = Path(args.out) if args.out else Path("sweeps") / Path(args.config).stem
     cells = spec.cells()
+    resolve_device(spec.base.compute.device)  # a device the machine lacks: one line, before any cell
     if args.dry_run:
         for cell in cells:
             d = out / cell.name
