@@ -7,8 +7,9 @@ minutes on one GPU, printing
    and device (lnpt's overhead as a ratio: lnpt's images/s over the plain loop's);
 3. the scoring time of each criterion on that device;
 4. a data-parallel ``lnpt run`` on the GPUs present (``torchrun``; NCCL);
-5. the server's throughput with and without dynamic batching — skipped: the teacher server
-   has no dynamic batching yet.
+5. the server's throughput with and without dynamic batching (``bench_serve.py --compare-batching``).
+
+Each section runs on its own: one that fails prints its error and the next one runs.
 
     python benchmarks/gpu_check.py                      # on a GPU machine (Fashion-MNIST)
     python benchmarks/gpu_check.py --device cpu --tiny  # the CPU fallback: digits, tiny sizes
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -46,11 +48,24 @@ def _section(title: str) -> None:
 
 
 def gpu_tests() -> None:
+    """Only the test files that hold GPU-marked tests: the others may import extras (import-linter,
+    ONNX) that a GPU machine's image need not have, and they have nothing to say about the GPU."""
     _section("GPU-marked tests")
+    files = sorted(str(f) for f in (ROOT / "tests").glob("test_*.py") if "mark.gpu" in f.read_text())
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
-                           str(ROOT / "tests")],
-                          capture_output=True, text=True, cwd=ROOT, check=False)
-    print(done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:])
+                           "-o", "addopts=", *files], capture_output=True, text=True, cwd=ROOT, check=False)
+    lines = done.stdout.strip().splitlines()
+    failures = [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))]
+    print("\n".join([*failures, lines[-1]]) if lines else done.stderr[-800:])
+
+
+def _guarded(title: str, job, *args) -> None:
+    """One section's failure must not cost the others: a GPU machine is lent for minutes."""
+    try:
+        job(*args)
+    except Exception as exc:  # noqa: BLE001 - report and go on to the next section
+        print(f"{title}: FAILED {type(exc).__name__}: {str(exc)[:600]}", flush=True)
+        traceback.print_exc(limit=4)
 
 
 def _sync(where: Placement) -> None:
@@ -147,27 +162,38 @@ def data_parallel(where: Placement, dataset: str, epochs: int) -> None:
         print(f"{status}; {time.perf_counter() - t0:.1f} s wall; {final.strip()}")
 
 
+def serving(device: str, model: str) -> None:
+    """The teacher server's throughput with dynamic batching against without, measured by
+    benchmarks/bench_serve.py (real uvicorn servers on loopback, concurrent clients)."""
+    _section("Teacher server: dynamic batching against one forward per request")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_serve.py"), "--compare-batching",
+                           "--device", device, "--model", model, "--seconds", "15"],
+                          capture_output=True, text=True, cwd=ROOT, check=False, timeout=240)
+    print(done.stdout.strip() or done.stderr[-1500:])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--tiny", action="store_true", help="CPU-sized: digits, LeNet-5, small batches")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--train-subset", type=int, default=20000, help="training images of the throughput runs")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     device = placement(args.device).device
     where_card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (no GPU number measured)"
     dataset, model, batch = ("digits", "lenet5", 64) if args.tiny else ("fashion-mnist", "resnet20", args.batch_size)
     print(f"# lnpt GPU check on {where_card}; torch {torch.__version__}; {dataset}, {model}, batch {batch}")
-    gpu_tests()
-    data = load_data(dataset, train_subset=None if not args.tiny else 1000)
-    _section("Training throughput: lnpt against a plain PyTorch loop (same model, batch, device)")
+    _guarded("GPU-marked tests", gpu_tests)
+    data = load_data(dataset, train_subset=1000 if args.tiny else args.train_subset)
+    _section(f"Training throughput ({len(data.train)} images): lnpt against a plain PyTorch loop "
+             "(same model, batch, device)")
     print("| job | precision | lnpt img/s | plain img/s | lnpt / plain |\n|---|---|---:|---:|---:|")
     for precision in ("fp32", "bf16"):
-        throughput(data, placement(args.device, precision), batch, model)
-    scoring(data, placement(args.device), model, 1 if args.tiny else 2, batch)
-    data_parallel(placement(args.device), dataset, 1)
-    _section("Teacher server: dynamic batching")
-    print("skipped: the teacher server has no dynamic batching yet (one request = one forward)")
+        _guarded(f"throughput {precision}", throughput, data, placement(args.device, precision), batch, model)
+    _guarded("scoring", scoring, data, placement(args.device), model, 1 if args.tiny else 2, batch)
+    _guarded("data-parallel run", data_parallel, placement(args.device), dataset, 1)
+    _guarded("serving", serving, str(device), model)
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
     return 0
 
