@@ -28,6 +28,7 @@ The teacher and the in-process comparison use the same torch thread count (``--t
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import tempfile
@@ -118,6 +119,10 @@ def load(url: str, x: torch.Tensor, clients: int, seconds: float) -> dict:
 
 def compare_batching(args: argparse.Namespace) -> dict:
     """The same load against the server without and with dynamic batching (one run, one table)."""
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SystemExit(f"--compare-batching needs {' and '.join(missing)} (pip install 'lnpt[serve]', or put "
+                         "their wheels on PYTHONPATH)")
     tmp = Path(tempfile.mkdtemp(prefix="lnpt-bench-batching-"))
     info = DatasetInfo("fashion-mnist", (1, 28, 28), 10, (0.2860,), (0.3530,))
     model = create_model(args.model, info.input_shape, info.num_classes, 1.0, seed=0)
