@@ -17,14 +17,14 @@ from lnpt.serve.background import ServerThread
 from lnpt.serve.logs import ACCESS_LOGGER, JsonFormatter
 from lnpt.serve.server import create_app
 from lnpt.teachers import LocalTeacher, load_teacher
-from lnpt.teachers.wire import JSON, NPY, OUTPUT_NAMES, SAFETENSORS, decode, encode
+from lnpt.teachers.wire import JSON, NPY, OUTPUT_NAMES, SAFETENSORS, Limits, decode, encode
 
 TOKEN = "test-token-123"
 
 
 @pytest.fixture(scope="module")
 def server(digits_teacher: LocalTeacher):
-    app = create_app(digits_teacher, token=TOKEN, max_batch=64, max_body_bytes=64 * 1024,
+    app = create_app(digits_teacher, token=TOKEN, limits=Limits(64, 64 * 1024),
                      max_concurrency=2, max_queue=8)
     with ServerThread(app) as srv:
         yield srv

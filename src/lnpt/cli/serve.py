@@ -13,9 +13,9 @@ import torch
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..extras import require
-from ..serve.limits import ClientLimits
+from ..serve.limits import Batching, ClientLimits
 from ..teachers import LocalTeacher, load_teacher_source, shipped_teacher_path
-from ..teachers.wire import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, TOKEN_ENV
+from ..teachers.wire import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, TOKEN_ENV, Limits
 from .teacher import add_teacher_options, teacher_options
 
 
@@ -36,13 +36,21 @@ def register(tsub: argparse._SubParsersAction) -> None:
                    help="serve without a token (anyone who reaches the address gets guidance); "
                         "without a token this flag is required")
     p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
-                   help=f"largest batch accepted (default: {DEFAULT_MAX_BATCH})")
+                   help=f"largest batch one request may send (default: {DEFAULT_MAX_BATCH}); see --dynamic-batch for "
+                        "the size of merged forwards")
     p.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_BYTES / 2**20,
                    help=f"largest request body in MiB (default: {DEFAULT_MAX_BODY_BYTES / 2**20:g})")
     p.add_argument("--max-concurrency", type=int, default=2,
                    help="batches computed at once, each on its own teacher replica (default: 2)")
     p.add_argument("--max-queue", type=int, default=16,
                    help="requests that may wait for a worker; beyond that the answer is 503 (default: 16)")
+    p.add_argument("--dynamic-batch", type=int, default=Batching.max_images, metavar="N",
+                   help="merge concurrent requests into one teacher forward of up to N images, run by one "
+                        "worker (helps on a GPU with many small requests); 0 = off, every request is its own "
+                        "forward on one of --max-concurrency replicas (default: %(default)d)")
+    p.add_argument("--dynamic-batch-wait-ms", type=float, default=Batching.max_wait_ms, metavar="MS",
+                   help="with --dynamic-batch: how long the oldest request waits for others to join its "
+                        "forward (default: %(default)g)")
     p.add_argument("--body-timeout", type=float, default=ClientLimits.body_timeout,
                    help="seconds a client has to send a request's body; then 408 (default: %(default)g)")
     p.add_argument("--request-timeout", type=float, default=ClientLimits.request_timeout,
@@ -83,9 +91,10 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         clients = ClientLimits(args.body_timeout, args.request_timeout, args.max_uploads,
                                args.max_uploads_per_client)
-        app = create_app(teacher, token=token, max_batch=args.max_batch,
-                         max_body_bytes=int(args.max_body_mb * 2**20), max_concurrency=args.max_concurrency,
-                         max_queue=args.max_queue, allow_unauthenticated=args.no_auth, clients=clients)
+        app = create_app(teacher, token=token, limits=Limits(args.max_batch, int(args.max_body_mb * 2**20)),
+                         max_concurrency=args.max_concurrency, max_queue=args.max_queue,
+                         allow_unauthenticated=args.no_auth, clients=clients,
+                         batching=Batching(args.dynamic_batch, args.dynamic_batch_wait_ms))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     logging.config.dictConfig(log_config(args.log_level))  # JSON lines from the first message on

@@ -16,7 +16,7 @@ from ..teachers.remote import (
     TeacherUnavailableError,
 )
 from ..teachers.wire import FORMATS, TOKEN_ENV, Limits, WireError
-from .limits import ClientLimits
+from .limits import Batching, ClientLimits
 
 _SERVER = ("create_app", "run_server", "teacher_fingerprint")
 
@@ -31,5 +31,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ClientLimits", "FORMATS", "Limits", "RemoteTeacher", "TOKEN_ENV", "TeacherAuthError", "TeacherServiceError",
+__all__ = ["Batching", "ClientLimits", "FORMATS", "Limits", "RemoteTeacher", "TOKEN_ENV", "TeacherAuthError", "TeacherServiceError",
            "TeacherUnavailableError", "WireError", "create_app", "run_server", "teacher_fingerprint"]

@@ -35,3 +35,30 @@ class ClientLimits:
     def to_dict(self) -> dict:
         return {"body_timeout": self.body_timeout, "request_timeout": self.request_timeout,
                 "max_uploads": self.max_uploads, "max_uploads_per_client": self.max_uploads_per_client}
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Dynamic batching of the teacher server (enforced by :mod:`lnpt.serve.batching`).
+
+    ``max_images``: images per merged forward; 0 switches batching off (each request is its
+    own forward on one of ``max_concurrency`` replicas, as before batching existed).
+    ``max_wait_ms``: how long the oldest queued request waits for others to join its forward.
+    """
+
+    max_images: int = 0
+    max_wait_ms: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.max_images, int) and self.max_images >= 0):
+            raise ValueError(f"--dynamic-batch must be >= 0 images (0: off), got {self.max_images!r}")
+        if not (isinstance(self.max_wait_ms, (int, float)) and math.isfinite(self.max_wait_ms)
+                and self.max_wait_ms >= 0):
+            raise ValueError(f"--dynamic-batch-wait-ms must be a number of milliseconds >= 0, got {self.max_wait_ms!r}")
+
+    @property
+    def on(self) -> bool:
+        return self.max_images > 0
+
+    def to_dict(self) -> dict:
+        return {"dynamic_batch": self.max_images, "batch_wait_ms": self.max_wait_ms}

@@ -20,6 +20,12 @@ share one network), and at most ``max_queue`` more wait; anything beyond that is
 with ``Retry-After`` instead of growing memory without bound. Bodies still arriving hold cheap
 upload slots, bounded in total and per client address (:mod:`.admission`), so slow or stalled
 uploads cannot starve the clients that send theirs.
+
+Dynamic batching (``batching``, off by default): instead of one forward per request on its own
+replica, validated requests wait up to ``max_wait_ms`` in one queue and a single worker runs
+them as one forward of up to ``max_images`` images (:mod:`.batching`); decoding and encoding
+stay on the ``max_concurrency`` threads. Admission, deadlines and per-request limits are the
+same in both modes. ``/healthz`` counts forwards and the images they held.
 """
 from __future__ import annotations
 
@@ -55,7 +61,8 @@ from ..teachers.wire import (
     validate_inputs,
 )
 from .admission import BodyTimeout, BodyTooLarge, ClientDisconnect, UploadSlots, read_body
-from .limits import ClientLimits
+from .batching import Batcher, ForwardCounter
+from .limits import Batching, ClientLimits
 from .logs import SERVER_LOGGER, AccessLog, log_config
 
 log = logging.getLogger(SERVER_LOGGER)
@@ -112,10 +119,14 @@ class _Service:
     """The state behind the endpoints: limits, the worker pool, the load counters."""
 
     def __init__(self, teacher: Teacher, secret: bytes | None, limits: Limits, max_concurrency: int,
-                 max_queue: int, clients: ClientLimits) -> None:
+                 max_queue: int, clients: ClientLimits, batching: Batching) -> None:
         self.info, self.limits, self.secret, self.clients = teacher.info, limits, secret, clients
         self.fingerprint = teacher_fingerprint(teacher)
-        self.replicas = _Replicas(teacher, max_concurrency)
+        self.batching, self.forwards = batching, ForwardCounter()
+        # Batching: one worker feeds one network, so no replicas (on a GPU, no copies in memory).
+        self.replicas = _Replicas(teacher, 1 if batching.on else max_concurrency)
+        self.batcher = Batcher(self.replicas.guide, batching.max_images, batching.max_wait_ms / 1000,
+                               self.forwards) if batching.on else None
         self.executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="lnpt-teacher")
         self.capacity = max_concurrency + max_queue
         self.load = {"pending": 0, "served": 0, "refused_busy": 0, "timed_out": 0, "aborted": 0}
@@ -138,7 +149,24 @@ class _Service:
         note["batch"] = int(x.shape[0])
         t0 = time.perf_counter()
         logits, features = self.replicas.guide(torch.from_numpy(x))
+        self.forwards.add(int(x.shape[0]))
         note["compute_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+        return self._encode(logits, features, fmt_out)
+
+    async def work_batched(self, body: bytes, fmt_in: str, fmt_out: str, note: dict, admitted: float) -> bytes:
+        """Decode on a worker thread, join the batcher's queue, encode on a worker thread.
+        ``compute_ms`` is the wait for the merged forward plus the forward itself."""
+        loop = asyncio.get_running_loop()
+        x = await loop.run_in_executor(self.executor, self._inputs, body, fmt_in)
+        note["batch"] = int(x.shape[0])
+        t0 = time.perf_counter()
+        note["queue_ms"] = round((t0 - admitted) * 1000, 3)
+        assert self.batcher is not None
+        logits, features = await asyncio.wrap_future(self.batcher.submit(torch.from_numpy(x)))
+        note["compute_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+        return await loop.run_in_executor(self.executor, self._encode, logits, features, fmt_out)
+
+    def _encode(self, logits: torch.Tensor, features: torch.Tensor, fmt_out: str) -> bytes:
         return encode({"logits": logits.float(), "features": features.float()}, fmt_out,
                       {"teacher": self.fingerprint, "protocol": str(PROTOCOL_VERSION)})
 
@@ -188,10 +216,17 @@ class _Service:
                           request, {"Retry-After": "1"})
         loop = asyncio.get_running_loop()
         self.load["pending"] += 1
-        future = self.executor.submit(self.work, body, fmt_in, fmt_out, request.state.log, time.perf_counter())
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
+        waiting: asyncio.Future
+        if self.batcher is None:
+            future = self.executor.submit(self.work, body, fmt_in, fmt_out, request.state.log, time.perf_counter())
+            future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
+            waiting = asyncio.wrap_future(future)
+        else:  # cancelled at the deadline: a request still queued for a forward leaves the queue
+            waiting = asyncio.ensure_future(self.work_batched(body, fmt_in, fmt_out, request.state.log,
+                                                              time.perf_counter()))
+            waiting.add_done_callback(lambda _: self._release())
         try:
-            out = await asyncio.wait_for(asyncio.wrap_future(future), max(0.0, deadline - time.monotonic()))
+            out = await asyncio.wait_for(waiting, max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:  # a batch still queued is dropped; one computing finishes unseen
             self.load["timed_out"] += 1
             return _error(504, f"request not answered within {self.clients.request_timeout:g}s "
@@ -226,10 +261,9 @@ class _Service:
         return await self.compute(request, body, fmt_in, fmt_out, deadline)
 
 
-def create_app(teacher: Teacher, token: str | None = None, max_batch: int = DEFAULT_MAX_BATCH,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, max_concurrency: int = 2,
-               max_queue: int = 16, allow_unauthenticated: bool = False,
-               clients: ClientLimits | None = None) -> FastAPI:
+def create_app(teacher: Teacher, token: str | None = None, limits: Limits | None = None,
+               max_concurrency: int = 2, max_queue: int = 16, allow_unauthenticated: bool = False,
+               clients: ClientLimits | None = None, batching: Batching | None = None) -> FastAPI:
     """The ASGI app serving ``teacher``; run it with uvicorn (see :func:`run_server`).
 
     ``token``: ``/v1/*`` needs ``Authorization: Bearer <token>``. Serving without one must be
@@ -237,9 +271,12 @@ def create_app(teacher: Teacher, token: str | None = None, max_batch: int = DEFA
     authentication off silently.
     ``max_concurrency``: batches computed at once (worker threads, teacher replicas).
     ``max_queue``: requests with a complete body that may wait for a worker; more get 503.
+    ``limits``: largest batch and body one request may send (default: :class:`Limits`' defaults).
     ``clients``: deadlines and upload slots that keep slow clients from stalling the server.
+    ``batching``: dynamic batching of concurrent requests into one forward (default: off).
     """
-    if max_concurrency < 1 or max_queue < 0 or max_batch < 1 or max_body_bytes < 1:
+    limits = limits or Limits(DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES)
+    if max_concurrency < 1 or max_queue < 0 or limits.max_batch < 1 or limits.max_body_bytes < 1:
         raise ValueError("max_concurrency, max_batch and max_body_bytes must be >= 1, max_queue >= 0")
     if token is not None and not token.strip():
         raise ValueError("the token is empty; pass a non-empty token, or none with allow_unauthenticated=True")
@@ -247,16 +284,18 @@ def create_app(teacher: Teacher, token: str | None = None, max_batch: int = DEFA
         raise ValueError("no token given; pass one, or allow_unauthenticated=True to serve without authentication")
     if token is not None and allow_unauthenticated:
         raise ValueError("a token and allow_unauthenticated=True contradict each other; pass one of them")
-    svc = _Service(teacher, token.encode() if token else None, Limits(max_batch, max_body_bytes),
-                   max_concurrency, max_queue, clients or ClientLimits())
+    svc = _Service(teacher, token.encode() if token else None, limits, max_concurrency, max_queue,
+                   clients or ClientLimits(), batching or Batching())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("teacher ready", extra={"fields": {
             "teacher": svc.fingerprint, "model": svc.info.model, "dataset": svc.info.dataset.name,
             **svc.limits.to_dict(), **svc.clients.to_dict(), "max_concurrency": max_concurrency,
-            "max_queue": max_queue, "auth": svc.secret is not None}})
+            "max_queue": max_queue, "auth": svc.secret is not None, **svc.batching.to_dict()}})
         yield
+        if svc.batcher is not None:
+            svc.batcher.close()
         svc.executor.shutdown(wait=True)  # uvicorn has already drained in-flight requests
         log.info("teacher stopped", extra={"fields": {"served": svc.load["served"]}})
 
@@ -266,7 +305,7 @@ def create_app(teacher: Teacher, token: str | None = None, max_batch: int = DEFA
     @app.get("/healthz")
     async def health(request: Request) -> dict:
         return {"status": "ok", "teacher": svc.fingerprint, "capacity": svc.capacity,
-                "uploads": svc.uploads.total, **svc.load}
+                "uploads": svc.uploads.total, **svc.load, **svc.forwards.to_dict(), **svc.batching.to_dict()}
 
     @app.get("/v1/info", response_model=None)
     async def model_info(request: Request) -> dict | JSONResponse:
