@@ -70,7 +70,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    teacher: str = _f("shipped", "teacher checkpoint path, http(s)://host:port of a teacher server (several, comma-separated: spread with failover), or 'shipped'")
+    teacher: str = _f("shipped", "teacher checkpoint path, http(s)://host:port of a teacher server (several, "
+                                 "comma-separated: spread with failover), or 'shipped'")
     teacher_cache: bool = _f(True, "cache teacher outputs of un-augmented inputs (teacher runs once per sample)")
     teacher_store: str | None = _f(None, "folder where teacher outputs are stored and reused across runs (sweeps)")
     teacher_timeout: float = _f(30.0, "seconds before a remote teacher request times out")
