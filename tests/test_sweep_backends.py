@@ -102,6 +102,7 @@ def test_devices_change_no_cell_folder_and_resume_what_a_plain_sweep_started(tmp
     (["--cpus-per-cell", "2"], "--cpus-per-cell needs --backend ray"),
     (["--backend", "ray", "--jobs", "2"], "--jobs is for the local backend"),
     (["--backend", "ray", "--devices", "cpu"], "--devices is for the local backend"),
+    (["--backend", "ray", "--device", "cpu"], "--device is for the local backend"),
 ])
 def test_conflicting_placement_flags_fail_in_one_line_before_any_cell(tmp_path: Path, capsys, flags, says) -> None:
     path = tmp_path / "s.toml"

@@ -77,11 +77,12 @@ def _execution(args: argparse.Namespace, device_given: bool) -> Execution:
     ray_flags = [f for f, v in (("--ray-address", args.ray_address), ("--cpus-per-cell", args.cpus_per_cell),
                                 ("--gpus-per-cell", args.gpus_per_cell)) if v is not None]
     if args.backend == "ray":
-        local = [f for f, v in (("--jobs", args.jobs), ("--devices", args.devices),
-                                ("--jobs-per-device", args.jobs_per_device)) if v is not None]
+        local = [f for f, v in (("--jobs", args.jobs), ("--devices", args.devices), ("--jobs-per-device",
+                                args.jobs_per_device), ("--device", True if device_given else None)) if v is not None]
         if local:
             raise ConfigError(f"{local[0]} is for the local backend; with --backend ray each cell asks for "
-                              "--cpus-per-cell/--gpus-per-cell and Ray runs as many as fit")
+                              "--cpus-per-cell/--gpus-per-cell (GPUs: it runs on cuda:0 of its own, else on "
+                              "the CPU) and Ray runs as many as fit")
         return Execution("ray", ray_address=args.ray_address, cpus_per_cell=args.cpus_per_cell or 1.0,
                          gpus_per_cell=args.gpus_per_cell or 0.0)
     if ray_flags:
