@@ -8,11 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from test_experiments_sweep import Recorder, spec
+from test_experiments_sweep import Recorder, fake_runner, spec
 
 from lnpt.cli import main
 from lnpt.experiments.execution import Execution
@@ -71,6 +72,26 @@ def test_devices_put_each_cell_on_one_listed_device_never_more_than_k_at_once(lo
         assert len({r["worker"] for r in mine}) == 1  # a worker process pinned to the slot
     assert {r["worker"] for r in log if r["slot"] == 0}.isdisjoint(r["worker"] for r in log if r["slot"] == 1)
     assert _max_overlap([(r["started"], r["ended"]) for r in log]) <= 2  # len(devices) * K in all
+
+
+def slow_fake_runner(cfg, out: Path, resume: bool = False, progress: bool = True) -> dict:
+    """The fake cell, held open long enough that the cells of a slot overlap if they can."""
+    time.sleep(0.5)
+    return fake_runner(cfg, out, resume, progress)
+
+
+@pytest.mark.slow
+def test_two_jobs_per_device_fill_each_slot_to_k_and_no_further(tmp_path: Path) -> None:
+    result = run_sweep(spec(["lnpt", "snip"], seeds=[0, 1, 2]), tmp_path, runner=slow_fake_runner,
+                       progress=False, log=lambda s: None, execution=Execution(devices=("cpu", "cpu"), jobs=2))
+    assert len(result.names("done")) == 6
+    log = _log(tmp_path)
+    assert len(log) == 6 and {r["slot"] for r in log} == {0, 1} and {r["device"] for r in log} == {"cpu"}
+    for slot in (0, 1):
+        mine = [r for r in log if r["slot"] == slot]
+        assert _max_overlap([(r["started"], r["ended"]) for r in mine]) <= 2
+        assert len({r["worker"] for r in mine}) <= 2  # the slot's own pool of K processes
+    assert len({r["worker"] for r in log}) <= 4
 
 
 def test_max_overlap_counts_what_runs_at_once() -> None:
