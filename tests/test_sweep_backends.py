@@ -113,6 +113,16 @@ def test_devices_change_no_cell_folder_and_resume_what_a_plain_sweep_started(tmp
     assert [(r["cell"], r["resumed"], r["device"]) for r in _log(tmp_path)][-1] == (cell.name, True, "cpu")
 
 
+def test_device_flag_on_a_sweep_is_taken(tmp_path: Path, capsys) -> None:
+    """``--device`` (a setting outside the legacy layout) once crashed the sweep's check that
+    every given setting is read; ``--devices D`` is its twin."""
+    path = tmp_path / "s.toml"
+    path.write_text('[grid]\ncriterion = ["lnpt", "snip"]\n')
+    for flags in (["--device", "cpu", "--precision", "bf16"], ["--devices", "cpu"]):
+        assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run", *flags]) == 0
+        assert "2 cell(s)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("flags, says", [
     (["--devices", "cpu", "--jobs", "2"], "with --devices use --jobs-per-device"),
     (["--devices", "cpu", "--device", "cpu"], "give --device or --devices, not both"),
