@@ -16,11 +16,13 @@ from .output import add_output_flags
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "sweep", help="run a grid of runs from a sweep file (resumable, parallel with --jobs)",
+        "sweep", help="run a grid of runs from a sweep file (resumable; parallel with --jobs, --devices, --backend)",
         description="A sweep file is a run configuration plus a [grid] table of setting = [values] "
                     "and optional [[extra]] cells (see docs/ANALYSIS.md). Each cell is a run "
                     "directory under --out; finished cells are skipped, interrupted ones resumed, "
-                    "failures recorded in failures.json. Flags override the base configuration.")
+                    "failures recorded in failures.json. Flags override the base configuration. Cells run "
+                    "in this process, in worker processes (--jobs N on one device, --devices LIST "
+                    "--jobs-per-device K) or as Ray tasks (--backend ray).")
     p.add_argument("config", metavar="CONFIG", help="sweep file (.toml, .yaml, .json)")
     p.add_argument("--out", help="sweep directory (default: sweeps/<CONFIG name>)")
     p.add_argument("--jobs", type=int, default=None, help="cells run in parallel processes on one device (default: 1)")

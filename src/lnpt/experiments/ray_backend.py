@@ -33,6 +33,8 @@ def run_ray(tasks: list[Task], runner: Runner, execution: Execution, finish: Fin
     """Submit every cell as a task, hand each outcome to ``finish`` as it arrives; cancel the
     rest if the sweep is interrupted. A Ray instance this call started is shut down after."""
     ray = require("ray", "lnpt sweep --backend ray")  # extra: lnpt[ray]
+    if not tasks:
+        return  # every cell finished: no cluster to start or join
     started = not ray.is_initialized()
     if started:
         ray.init(address=execution.ray_address, include_dashboard=False, logging_level=logging.WARNING)
