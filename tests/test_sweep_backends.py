@@ -16,6 +16,7 @@ import torch
 from test_experiments_sweep import Recorder, fake_runner, spec
 
 from lnpt.cli import main
+from lnpt.device import resolve_device
 from lnpt.experiments.execution import Execution
 from lnpt.experiments.sweep import CELL_LOG, run_sweep
 
@@ -103,6 +104,7 @@ def test_devices_change_no_cell_folder_and_resume_what_a_plain_sweep_started(tmp
     fingerprints ignore the device (it is operational), so finished cells are skipped and an
     interrupted one resumes, now on the listed device."""
     run_sweep(spec(["lnpt"]), tmp_path, runner=Recorder(), progress=False, log=lambda s: None)
+    assert {r["device"] for r in _log(tmp_path)} == {str(resolve_device("auto"))}  # --device auto, as resolved
     cell = tmp_path / "criterion=lnpt,sparsity=0.9,seed=1"
     (cell / "summary.json").unlink()
     rec = Recorder()
@@ -162,6 +164,7 @@ def test_ray_backend_without_ray_names_the_extra(tmp_path: Path) -> None:
         import sys
         sys.modules["ray"] = None
         from lnpt.cli import main
+from lnpt.device import resolve_device
         sys.exit(main(["sweep", {str(path)!r}, "--out", {str(tmp_path / "out")!r}, "--backend", "ray"]))
     """)
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(SRC)},

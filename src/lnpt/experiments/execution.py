@@ -65,7 +65,7 @@ class CellOutcome:
     summary: dict = field(default_factory=dict)
     error: str = ""
     traceback: str = ""
-    device: str = ""  # the cell's compute.device as it ran
+    device: str = ""  # the device the cell ran on (its compute.device, resolved)
     worker: str = ""  # host:pid of the process that ran it
     slot: int = -1  # index into Execution.devices (local backend with devices), else -1
     started: float = 0.0  # wall-clock time.time(), comparable across the workers of one machine
@@ -120,6 +120,15 @@ class Execution:
         return replace(self, backend=backend, devices=devices)
 
 
+def _ran_on(device: str) -> str:
+    """``device`` as the run will resolve it (``auto`` -> ``cuda:0`` or ``cpu``) for the cell log;
+    as given when it does not resolve (the run then fails and says why)."""
+    try:
+        return str(resolve_device(device))
+    except ConfigError:
+        return device
+
+
 def _resolved(device: str) -> str:
     try:
         return str(resolve_device(device))
@@ -144,7 +153,7 @@ def run_cell(runner: Runner, task: Task, device: str | None = None) -> CellOutco
     traceback). Whether it resumes is decided now: a folder may have appeared since planning."""
     cfg = on_device(task.cell.config, device)
     t0, started = time.perf_counter(), time.time()
-    where = {"device": cfg.compute.device, "worker": f"{socket.gethostname()}:{os.getpid()}", "started": started}
+    where = {"device": _ran_on(cfg.compute.device), "worker": f"{socket.gethostname()}:{os.getpid()}", "started": started}
     resume = task.resume or task.out.is_dir()
     try:
         summary = runner(cfg, task.out, resume=resume, progress=False)
