@@ -164,7 +164,6 @@ def test_ray_backend_without_ray_names_the_extra(tmp_path: Path) -> None:
         import sys
         sys.modules["ray"] = None
         from lnpt.cli import main
-from lnpt.device import resolve_device
         sys.exit(main(["sweep", {str(path)!r}, "--out", {str(tmp_path / "out")!r}, "--backend", "ray"]))
     """)
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(SRC)},
