@@ -29,6 +29,7 @@ EXTRA_OF: dict[str, str] = {
     "sklearn": "digits",
     "timm": "timm",  # models by name (lnpt.models.user); not part of `all`
     "torchvision": "torchvision",
+    "ray": "ray",  # lnpt sweep --backend ray (lnpt.experiments.ray_backend); not part of `all`
 }
 
 

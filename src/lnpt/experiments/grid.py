@@ -159,9 +159,9 @@ def check_read(spec: SweepSpec, cells: list[Cell]) -> None:
     by that cell. A cell may set a setting back to its default (undoing the base's value).
     """
     defaults = {k: v for sec in to_dict(RunConfig()).values() if isinstance(sec, dict) for k, v in sec.items()}
-    # Operational flags (--device, --precision) change where and how fast a cell runs, never
-    # what it computes: every cell reads them, so they are not checked here.
-    for key in sorted(set(spec.given) & set(SETTING_ORDER), key=SETTING_ORDER.index):
+    # Settings added after the legacy layout (--device, --precision, ...) sort after it, by name.
+    order = {k: i for i, k in enumerate(SETTING_ORDER)}
+    for key in sorted(spec.given, key=lambda k: (order.get(k, len(order)), k)):
         reasons = [unread_reason(c.config, key) for c in cells if key not in c.overrides]
         if reasons and all(reasons):
             raise ConfigError(f"the sweep's base sets a setting no cell reads: {reasons[0]}")
