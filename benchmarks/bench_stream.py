@@ -48,7 +48,7 @@ from lnpt.data import load_data
 from lnpt.data.streamed import StreamSettings, open_unlabeled
 from lnpt.models import create_model, feature_dim
 from lnpt.teachers import load_teacher, teacher_guidance
-from lnpt.train import FitOptions, LossContext, create_loss, fit
+from lnpt.train import FitOptions, LossContext, OnEpochEnd, create_loss, fit
 
 
 def write(out: Path, data_dir: str | None) -> None:
@@ -73,13 +73,50 @@ def loader_rates(pngs: str, info, images: int, workers: int, batch: int, repeats
     return rates
 
 
-def fit_rates(model_name: str, train_set, guidance, loss_name: str, batch: int, repeats: int) -> list[float]:
-    """Images/s of each epoch of lnpt's trainer (label-free loss, cached guidance)."""
+class _Waited:
+    """A training set whose batches count the seconds the trainer waits for each one: for
+    streamed images, the time the training step spends waiting on the loader."""
+
+    def __init__(self, data) -> None:
+        self.data, self.info, self.seconds, self.first = data, data.info, 0.0, 0.0
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def unlabeled(self) -> "_Waited":
+        return self  # built from the set's unlabeled view already
+
+    def batches(self, *args, **kwargs):
+        it, first = iter(self.data.batches(*args, **kwargs)), True
+        while True:
+            t0 = time.perf_counter()
+            item = next(it, None)
+            self.seconds += time.perf_counter() - t0
+            if first:  # an epoch's first batch also waits for the loader's workers to start
+                self.first, first = self.first + time.perf_counter() - t0, False
+            if item is None:
+                return
+            yield item
+
+
+def fit_rates(model_name: str, train_set, guidance, loss_name: str, batch: int, repeats: int) -> dict:
+    """Images/s of each epoch of lnpt's trainer (label-free loss, cached guidance), and the
+    share of each epoch spent waiting for the next batch."""
     model = create_model(model_name, train_set.info.input_shape, train_set.info.num_classes, 1.0, seed=0)
     cfg = TrainConfig(loss=loss_name, epochs=repeats)
     loss = create_loss(cfg, LossContext(feature_dim(model), guidance.teacher_dim))
-    result = fit(model, loss, train_set, cfg, guidance=guidance.source, options=FitOptions(batch_size=batch))
-    return [len(train_set) / r["epoch_seconds"] for r in result.history]
+    waited, shares, firsts = _Waited(train_set.unlabeled()), [], []
+
+    def on_epoch(record: dict) -> None:
+        shares.append(waited.seconds - sum(shares))
+        firsts.append(waited.first - sum(firsts))
+
+    result = fit(model, loss, waited, cfg, guidance=guidance.source, options=FitOptions(batch_size=batch),
+                 callbacks=[OnEpochEnd(on_epoch)])
+    seconds = [r["epoch_seconds"] for r in result.history]
+    return {"images_per_s": [len(train_set) / s for s in seconds],
+            "waiting_share": [w / s for w, s in zip(shares, seconds)],
+            "first_batch_waiting_share": [f / s for f, s in zip(firsts, seconds)]}
 
 
 class _Guided:
@@ -109,10 +146,10 @@ def speed(args: argparse.Namespace) -> dict:
     print(f"loader: {out['loader_images_per_s']}", file=sys.stderr, flush=True)
     stream = open_unlabeled([args.pngs], teacher.info.dataset, StreamSettings(num_workers=args.workers))
     for name, n in sizes.items():
-        out[name] = {"step_images_per_s": fit_rates(name, data.train.subset(torch.arange(n)), guided, args.loss,
+        out[name] = {"in_memory": fit_rates(name, data.train.subset(torch.arange(n)), guided, args.loss,
                                                     args.batch, args.repeats)}
         print(f"{name} step: {out[name]}", file=sys.stderr, flush=True)
-        out[name]["streamed_epoch_images_per_s"] = fit_rates(name, stream.head(n), guided, args.loss,
+        out[name]["streamed"] = fit_rates(name, stream.head(n), guided, args.loss,
                                                              args.batch, args.repeats)
         print(f"{name} streamed epoch: {out[name]}", file=sys.stderr, flush=True)
     out["load_after"] = os.getloadavg()
@@ -210,9 +247,9 @@ def main() -> None:
         return
     result = speed(args) if args.what == "speed" else memory(args)
     if args.what == "speed":
-        for key, value in list(result.items()):
-            if isinstance(value, dict):
-                value.update({f"median_{k}": round(statistics.median(v)) for k, v in list(value.items())})
+        for name in args.models:
+            for run in result[name].values():
+                run.update({f"median_{k}": round(statistics.median(v), 3) for k, v in list(run.items())})
         result["median_loader_images_per_s"] = round(statistics.median(result["loader_images_per_s"]))
     print(json.dumps(result, indent=1, default=lambda v: round(v, 2) if isinstance(v, float) else str(v)))
 
