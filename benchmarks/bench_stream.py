@@ -16,7 +16,9 @@ Issue 16, item 6. Three subcommands, each measuring what a run really does:
      of every epoch after the first (the first also runs the teacher; its images/s is
      reported separately as ``teacher forward``).
   3. **streamed epoch**: the same ``fit`` over the PNGs, i.e. loader and step together on the
-     same cores; if the loader keeps up, it costs what the in-memory epoch costs.
+     same cores; if the loader keeps up, it costs what the in-memory epoch costs. Both epochs
+     also report the share of their time the step spent waiting for its next batch (and, of
+     that, for an epoch's first one, which waits for the loader's workers to start).
 * ``memory``: peak memory of ``lnpt run`` (1 epoch, LeNet-5) over the PNGs against the same
   run in memory (``--dataset fashion-mnist``), each a subprocess whose process tree (the CLI
   and its loader workers) is sampled from ``/proc`` every 50 ms: the peak of the summed RSS
@@ -146,11 +148,10 @@ def speed(args: argparse.Namespace) -> dict:
     print(f"loader: {out['loader_images_per_s']}", file=sys.stderr, flush=True)
     stream = open_unlabeled([args.pngs], teacher.info.dataset, StreamSettings(num_workers=args.workers))
     for name, n in sizes.items():
-        out[name] = {"in_memory": fit_rates(name, data.train.subset(torch.arange(n)), guided, args.loss,
-                                                    args.batch, args.repeats)}
+        in_memory = data.train.subset(torch.arange(n))
+        out[name] = {"in_memory": fit_rates(name, in_memory, guided, args.loss, args.batch, args.repeats)}
         print(f"{name} step: {out[name]}", file=sys.stderr, flush=True)
-        out[name]["streamed"] = fit_rates(name, stream.head(n), guided, args.loss,
-                                                             args.batch, args.repeats)
+        out[name]["streamed"] = fit_rates(name, stream.head(n), guided, args.loss, args.batch, args.repeats)
         print(f"{name} streamed epoch: {out[name]}", file=sys.stderr, flush=True)
     out["load_after"] = os.getloadavg()
     return out
