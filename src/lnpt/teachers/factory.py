@@ -22,6 +22,9 @@ from .base import TeacherInfo
 from .local import LocalTeacher
 from .sidecar import file_digest, find_sidecar, parse_sidecar
 
+_FIT_FIX = ("save the weights of the model this factory builds (torch.save(model.state_dict()) or "
+            "safetensors), or name the factory and arguments they were trained with")
+
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors by name from a ``.safetensors`` file or a ``torch.save`` of a state dict (also
@@ -62,12 +65,13 @@ def load_factory_teacher(reference: str, weights: str | Path | None, sidecar: st
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches
         raise CheckpointError(f"{weights} does not fit the model of {reference!r}: "
-                              f"{str(exc).strip().splitlines()[-1].strip()}") from None
+                              f"{str(exc).strip().splitlines()[-1].strip()}; {_FIT_FIX}") from None
     if result.missing_keys or result.unexpected_keys:
         parts = [f"{label} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
                  for label, keys in (("missing", result.missing_keys), ("unexpected", result.unexpected_keys))
                  if keys]
-        raise CheckpointError(f"{weights} does not fit the model of {reference!r}: {'; '.join(parts)}")
+        raise CheckpointError(f"{weights} does not fit the model of {reference!r}: {'; '.join(parts)}; "
+                              f"{_FIT_FIX}")
     identity = f"factory:{reference}:{sorted((model_args or {}).items())}:{file_digest(weights, side)}"
     source = _factory_file(reference)
     if source is not None:
