@@ -117,6 +117,8 @@ def select_masks(scores: dict[str, torch.Tensor], density: float, scope: str = "
     if previous is not None and any(n in previous for n in names):
         alive_all = torch.cat([previous[n].reshape(-1).cpu() if n in previous else torch.ones(size)
                                for n, size in zip(names, sizes)]) != 0
+        if bool(alive_all.all()):
+            alive_all = None  # nothing pruned yet (a first round): rank without the filter
     ranked = _Ranked(allv, alive_all, sizes)
     if scope == "global":
         kept, events = _select_global(names, ranked, density, min_kept, round_index)
