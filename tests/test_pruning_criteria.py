@@ -395,3 +395,33 @@ def test_iterative_synflow_masks_equal_a_plain_reference_with_exact_counts(digit
     assert guarded.collapse_events
     kept = {n: int(m.sum()) for n, m in guarded.masks.items()}
     assert min(kept.values()) >= 5 and sum(kept.values()) == max(keep_count(total, 0.001), 5 * len(names))
+
+
+class _OwnTrain(nn.Module):
+    """A model whose class has its own ``train``: SynFlow must go through it (not set flags
+    directly), and still leave every flag as it found it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 4, bias=False), nn.BatchNorm1d(4), nn.Linear(4, 2, bias=False))
+        self.calls: list[bool] = []
+
+    def train(self, mode: bool = True) -> "_OwnTrain":
+        self.calls.append(mode)
+        return super().train(mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.flatten(1))
+
+
+def test_synflow_calls_a_models_own_train_and_restores_flags():
+    model = _OwnTrain()
+    model.body[1].eval()  # mixed flags must come back as they were
+    flags = {n: m.training for n, m in model.named_modules()}
+    masks = {"body.0.weight": torch.ones(4, 4), "body.2.weight": torch.ones(2, 4)}
+    inputs = ScoringInputs((), None, None, (1, 1, 4), prune_settings().prune, torch.Generator())
+    scores = CRITERIA.get("synflow").score(model, masks, inputs)
+    expected = _plain_synflow(model, masks, (1, 1, 4))
+    assert all(torch.equal(scores[n], expected[n]) for n in masks)
+    assert False in model.calls
+    assert {n: m.training for n, m in model.named_modules()} == flags

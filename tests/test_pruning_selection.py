@@ -121,20 +121,27 @@ def test_threshold_selection_equals_stable_sort_cut():
 
 
 @pytest.mark.parametrize("kind", ["uniform", "ties", "pruned", "sorted", "constant"])
-def test_kth_largest_equals_kthvalue_on_large_inputs(kind):
-    """The sampled bracket (used above 131072 values) returns exactly torch.kthvalue's value,
-    whatever the order, ties or share of pruned (-inf) weights; a missed bracket falls back."""
-    from lnpt.pruning.selection import _kth_largest
+def test_top_with_alive_mask_equals_stable_sort_cut_on_large_inputs(kind):
+    """On large inputs, whatever the order, ties or share of pruned weights, the selection
+    (numpy partition over the alive values) keeps what a stable descending sort of the values,
+    pruned ones at -inf, keeps when cut at k: pruned weights come last, by position."""
+    from lnpt.pruning.selection import _top
 
     g = torch.Generator().manual_seed(1)
     n = 140_001
     v = {"uniform": lambda: torch.rand(n, generator=g),
          "ties": lambda: torch.randint(0, 7, (n,), generator=g).float(),
-         "pruned": lambda: torch.where(torch.rand(n, generator=g) < 0.7, -math.inf, torch.rand(n, generator=g)),
+         "pruned": lambda: torch.rand(n, generator=g),
          "sorted": lambda: torch.rand(n, generator=g).sort().values,
          "constant": lambda: torch.full((n,), 2.5)}[kind]()
-    for k in (1, 2, 50, 4_000, n // 3, n // 2, n - 1_000, n - 1, n):
-        assert torch.equal(_kth_largest(v, k), torch.kthvalue(v, n - k + 1).values), k
+    alive = torch.rand(n, generator=g) > (0.7 if kind in ("pruned", "ties") else 0.0)
+    ranked = torch.where(alive, v, -math.inf)
+    order = torch.sort(ranked, descending=True, stable=True).indices
+    for k in (0, 1, 2, 50, 4_000, n // 3, n // 2, int(alive.sum()), n - 1_000, n - 1, n):
+        expected = torch.zeros(n, dtype=torch.bool)
+        expected[order[:k]] = True
+        assert torch.equal(_top(v, k, alive.numpy()), expected), k
+        assert torch.equal(_top(ranked, k), expected), k
 
 
 def test_large_selection_matches_a_stable_sort_with_exact_counts():

@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
+import numpy as np
 import torch
 
 from ..errors import PruningError
@@ -104,114 +105,116 @@ def select_masks(scores: dict[str, torch.Tensor], density: float, scope: str = "
         raise PruningError(f"unknown scope {scope!r}; known: {', '.join(SCOPES)}")
     if not scores:
         raise PruningError("nothing to prune: the model has no prunable weights under these settings")
-    check_finite(scores)
     names = list(scores)
     sizes = [scores[n].numel() for n in names]
-    dtype = _ranking_dtype(scores)
     # Ranked on the CPU whatever the device: the same scores give the same masks on every
-    # device (kthvalue and tie order may differ between backends).
+    # device (selection and tie order may differ between backends).
+    dtype = _ranking_dtype(scores)
     allv = torch.cat([scores[n].detach().reshape(-1).to("cpu", dtype) for n in names])
-    before = [previous[n].reshape(-1).cpu() if previous is not None and n in previous
-              else torch.ones(size, dtype=torch.bool) for n, size in zip(names, sizes)]
-    alive_all = torch.cat(before) != 0
-    allv.masked_fill_(~alive_all, -math.inf)
-    flat = list(torch.split(allv, sizes))  # views of allv, one per layer
-    alive = list(torch.split(alive_all, sizes))
+    if not all_finite([allv]):
+        check_finite(scores)  # names the layer; a float64 -> float32 overflow cannot happen (see _ranking_dtype)
+    alive_all = None
+    if previous is not None and any(n in previous for n in names):
+        alive_all = torch.cat([previous[n].reshape(-1).cpu() if n in previous else torch.ones(size)
+                               for n, size in zip(names, sizes)]) != 0
+        if bool(alive_all.all()):
+            alive_all = None  # nothing pruned yet (a first round): rank without the filter
+    ranked = _Ranked(allv, alive_all, sizes)
     if scope == "global":
-        kept, events = _select_global(names, allv, flat, alive, density, min_kept, round_index)
+        kept, events = _select_global(names, ranked, density, min_kept, round_index)
     else:
-        kept, events = _select_layerwise(names, flat, alive, density, min_kept, round_index)
+        kept, events = _select_layerwise(names, ranked, density, min_kept, round_index)
     masks = {n: k.to(scores[n].device, torch.float32).reshape(scores[n].shape) for n, k in zip(names, kept)}
     return masks, events
 
 
-def _top(values: torch.Tensor, k: int) -> torch.Tensor:
+class _Ranked:
+    """The scores as one flat CPU array (numpy view), which of them are still alive, and the
+    per-layer split: what the selection functions below rank, built once per round."""
+
+    def __init__(self, values: torch.Tensor, alive: torch.Tensor | None, sizes: list[int]):
+        self.values = values.numpy()
+        self.alive = None if alive is None else alive.numpy()
+        self.sizes = sizes
+        self.bounds = np.cumsum([0, *sizes]).tolist()
+
+    def layer(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        lo, hi = self.bounds[i], self.bounds[i + 1]
+        return self.values[lo:hi], None if self.alive is None else self.alive[lo:hi]
+
+    def live_count(self, i: int) -> int:
+        live = self.layer(i)[1]
+        return self.sizes[i] if live is None else int(np.count_nonzero(live))
+
+
+def _top(values: torch.Tensor | np.ndarray, k: int, alive: np.ndarray | None = None) -> torch.Tensor:
     """Boolean mask of the ``k`` largest values; ties at the threshold go to the lower index.
 
-    O(n): the k-th largest value is the threshold; everything above it is kept and the
-    remaining budget is filled with the first positions equal to it. Same result as a stable
-    descending sort cut at k, several times faster (SynFlow selects 100 times).
+    ``alive`` (optional) marks the entries that compete: the others rank below every alive
+    one, in position order, exactly as if their value were -inf (a pruned weight is revived
+    only when k exceeds the alive count). Same result as a stable descending sort cut at k, in
+    O(n): the k-th largest alive value is found by ``numpy.partition`` over the alive values
+    only (introselect, linear in the worst case; SynFlow selects 100 times, on fewer alive
+    weights each round); everything at or above it is kept, and when ties at it exceed the
+    budget the last of them (by position) are dropped.
     """
-    n = values.numel()
+    v = values.numpy() if isinstance(values, torch.Tensor) else values
+    n = v.size
     if k <= 0:
         return torch.zeros(n, dtype=torch.bool)
     if k >= n:
         return torch.ones(n, dtype=torch.bool)
-    threshold = _kth_largest(values, k)
-    keep = values > threshold
-    need = k - int(keep.sum())
-    if need > 0:
-        keep[(values == threshold).nonzero().flatten()[:need]] = True
-    return keep
+    live = v if alive is None else v[alive]
+    m = live.size
+    if k >= m:  # every alive entry, then the first dead ones by position
+        keep = alive.copy()
+        keep[np.flatnonzero(~alive)[:k - m]] = True
+        return torch.from_numpy(keep)
+    threshold = np.partition(live, m - k)[m - k]
+    keep = v >= threshold
+    if alive is not None:
+        keep &= alive
+    excess = int(np.count_nonzero(keep)) - k  # ties at the threshold beyond the budget: drop the last
+    if excess > 0:
+        ties = v == threshold
+        if alive is not None:
+            ties &= alive
+        keep[np.flatnonzero(ties)[-excess:]] = False
+    return torch.from_numpy(keep)
 
 
-_SAMPLE = 16384  # values sampled to bracket the k-th largest (below 8x that, plain kthvalue)
-
-
-def _kth_largest(values: torch.Tensor, k: int) -> torch.Tensor:
-    """The exact k-th largest of ``values`` (1 <= k <= numel), as ``torch.kthvalue`` gives it,
-    at a fraction of its cost on large inputs.
-
-    An evenly strided sample brackets the k-th largest in [lo, hi] (sample ranks a few standard
-    deviations either side of k's). Sorted descending, the values are: ``above`` values > hi,
-    then exactly the band (lo, hi], then the values equal to lo, then the rest. If rank k falls
-    in the band, the answer is the band's (k - above)-th largest, a selection over a few percent
-    of the values; if it falls among the values equal to lo (pruned weights at -inf, ties), it
-    is lo. A bracket that misses (adversarial order) only costs the plain selection.
-    """
-    n = values.numel()
-    stride = n // _SAMPLE
-    if stride < 8:
-        return torch.kthvalue(values, n - k + 1).values
-    sample = values[::stride]
-    m = sample.numel()
-    p = k / n
-    margin = 4.0 * math.sqrt(m * p * (1.0 - p)) + 16.0
-    top_rank, low_rank = math.floor(p * m - margin), math.ceil(p * m + margin)
-    if top_rank < 1 or low_rank > m:
-        return torch.kthvalue(values, n - k + 1).values
-    hi = torch.kthvalue(sample, m - top_rank + 1).values
-    lo = torch.kthvalue(sample, m - low_rank + 1).values
-    above = int((values > hi).sum())
-    band = values[(values > lo) & (values <= hi)]
-    if above < k <= above + band.numel():
-        return torch.kthvalue(band, band.numel() - (k - above) + 1).values
-    if above + band.numel() < k <= int((values >= lo).sum()):
-        return lo
-    return torch.kthvalue(values, n - k + 1).values
-
-
-def _select_global(names, allv, flat, alive, density, min_kept, round_index):
-    sizes = [f.numel() for f in flat]
-    k = keep_count(allv.numel(), density)
-    keep = _top(allv, k)
+def _select_global(names, ranked, density, min_kept, round_index):
+    sizes = ranked.sizes
+    k = keep_count(ranked.values.size, density)
+    keep = _top(ranked.values, k, ranked.alive)
+    flags = keep.numpy()
+    counts = [int(np.count_nonzero(flags[lo:hi])) for lo, hi in zip(ranked.bounds, ranked.bounds[1:])]
     parts = list(torch.split(keep, sizes))
-    counts = torch.stack([p.sum() for p in parts]).tolist()
     # A layer is short when it keeps fewer than min(min_kept, its live weights).
-    short = [i for i, c in enumerate(counts) if c < min_kept and c < int(alive[i].sum())]
+    short = [i for i, c in enumerate(counts) if c < min_kept and c < ranked.live_count(i)]
     if not short:
         return parts, []
-    floors = [min(min_kept, int(a.sum())) for a in alive]
+    floors = [min(min_kept, ranked.live_count(i)) for i in range(len(sizes))]
     would = {i: counts[i] for i in short}
     # Reserve each layer's best `floor` weights (score -> +inf), then rank again.
-    guarded = []
-    for f, m in zip(flat, floors):
-        g = f.clone()
-        g[_top(f, m)] = math.inf
-        guarded.append(g)
-    keep = _top(torch.cat(guarded), max(k, sum(floors)))
+    guarded = ranked.values.copy()
+    for i, floor in enumerate(floors):
+        values, live = ranked.layer(i)
+        guarded[ranked.bounds[i]:ranked.bounds[i + 1]][_top(values, floor, live).numpy()] = math.inf
+    keep = _top(guarded, max(k, sum(floors)), ranked.alive)
     parts = list(torch.split(keep, sizes))
     events = [CollapseEvent(names[i], sizes[i], would[i], int(parts[i].sum()), round_index) for i in short]
     return parts, events
 
 
-def _select_layerwise(names, flat, alive, density, min_kept, round_index):
+def _select_layerwise(names, ranked, density, min_kept, round_index):
     parts, events = [], []
-    for name, f, a in zip(names, flat, alive):
-        k = keep_count(f.numel(), density)
-        floor = min(min_kept, int(a.sum()))
+    for i, name in enumerate(names):
+        values, live = ranked.layer(i)
+        k = keep_count(values.size, density)
+        floor = min(min_kept, ranked.live_count(i))
         if k < floor:
-            events.append(CollapseEvent(name, f.numel(), k, floor, round_index))
+            events.append(CollapseEvent(name, values.size, k, floor, round_index))
             k = floor
-        parts.append(_top(f, k))
+        parts.append(_top(values, k, live))
     return parts, events

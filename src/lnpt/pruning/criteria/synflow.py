@@ -41,22 +41,24 @@ def synflow(model: nn.Module, masks: Masks, inputs: ScoringInputs) -> dict[str, 
 
 def _scores(model: nn.Module, masks: Masks, input_shape: tuple[int, int, int],
             dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    if _has_hooks(model):
+    modules = list(model.named_modules())  # walked once per round, shared by the steps below
+    if _has_hooks(modules):
         return _scores_on_copy(model, masks, input_shape, dtype)
-    slots, chosen = _linearised(model, masks, dtype)
-    with _standing_in(model, slots):
+    slots, chosen = _linearised(modules, masks, dtype)
+    with _standing_in(model, modules, slots):
         out = model(torch.ones((1, *input_shape), dtype=dtype, device=device_of(model)))
     grads = torch.autograd.grad(out.sum(), list(chosen.values()), allow_unused=True)
-    return {name: (p.detach() * (torch.zeros_like(p) if g is None else g)).abs()
+    return {name: torch.zeros_like(p) if g is None else torch.mul(p.detach(), g).abs_()
             for (name, p), g in zip(chosen.items(), grads)}
 
 
-def _has_hooks(model: nn.Module) -> bool:
+def _has_hooks(modules: list[tuple[str, nn.Module]]) -> bool:
     return any(m._forward_pre_hooks or m._forward_hooks or m._backward_hooks or m._backward_pre_hooks
-               for m in model.modules())
+               for _, m in modules)
 
 
-def _linearised(model: nn.Module, masks: Masks, dtype: torch.dtype) -> tuple[list[Slot], dict[str, torch.Tensor]]:
+def _linearised(modules: list[tuple[str, nn.Module]], masks: Masks,
+                dtype: torch.dtype) -> tuple[list[Slot], dict[str, torch.Tensor]]:
     """Stand-ins for every parameter and buffer, holding what ``model.to(dtype)`` with the masks
     multiplied in and every state_dict entry made absolute would hold; the masked weights
     require grad. A tensor shared by several modules (tied weights) gets one stand-in, named
@@ -66,7 +68,7 @@ def _linearised(model: nn.Module, masks: Masks, dtype: torch.dtype) -> tuple[lis
     params: dict[str, torch.Tensor] = {}
     slots: list[Slot] = []
     with torch.no_grad():
-        for prefix, module in model.named_modules():
+        for prefix, module in modules:
             for store, is_param in ((module._parameters, True), (module._buffers, False)):
                 for key, t in store.items():
                     if t is None:
@@ -101,21 +103,28 @@ def _stand_in(t: torch.Tensor, mask: torch.Tensor | None, dtype: torch.dtype, ab
 
 
 @contextmanager
-def _standing_in(model: nn.Module, slots: list[Slot]) -> Iterator[None]:
+def _standing_in(model: nn.Module, modules: list[tuple[str, nn.Module]], slots: list[Slot]) -> Iterator[None]:
     """``model`` in eval mode with the stand-ins in place of its tensors; afterwards its own
-    tensors and every module's own train/eval flag are back, whatever happened."""
+    tensors and every module's own train/eval flag are back, whatever happened. Flags are
+    written straight into the modules (as ``nn.Module.train`` does, without its recursion and
+    ``__setattr__`` checks) unless a module class has its own ``train``, which is then called."""
     saved = [(store, key, store[key]) for store, key, _ in slots]
-    flags = [(m, m.training) for m in model.modules()]
+    flags = [(m, m.training) for _, m in modules]
+    plain = all(type(m).train is nn.Module.train for m, _ in flags)
     try:
         for store, key, new in slots:
             store[key] = new
-        model.eval()
+        if plain:
+            for m, _ in flags:
+                object.__setattr__(m, "training", False)
+        else:
+            model.eval()
         yield
     finally:
         for store, key, own in reversed(saved):
             store[key] = own
         for m, training in flags:
-            m.training = training
+            object.__setattr__(m, "training", training)
 
 
 def _scores_on_copy(model: nn.Module, masks: Masks, input_shape: tuple[int, int, int],
