@@ -10,9 +10,13 @@ sparsities, and for each accuracy tolerance X compares
 
 The gap tolerance is picked two ways, both reported: leave-one-seed-out (picked on two seeds'
 groups, scored on the third: the honest estimate) and on all the data (the in-sample number,
-which is how the default tolerance was chosen). Usage:
+which is how the default tolerance was chosen). With ``--tolerance T`` the tolerance is fixed
+instead (e.g. ``lnpt plan``'s default, chosen on another grid: an out-of-sample test that needs
+no second seed), next to the probe-free choices "always the densest" and the best single
+sparsity in hindsight (in-sample, an upper bound for any fixed choice). Usage:
 
     python benchmarks/plan_agreement.py docs/results/gap/gap.json [--json out.json]
+    python benchmarks/plan_agreement.py docs/results/gap-full/gap.json --tolerance 0.25
 """
 from __future__ import annotations
 
@@ -96,12 +100,39 @@ def evaluate(groups: dict, x: float, rule: str) -> dict:
             "in_sample": summarise(score(groups, t_all, x, rule))}
 
 
+def fixed_tolerance(groups: dict, tolerance: float, rule: str) -> list[dict]:
+    """Rows for one given gap tolerance: the plan against the probe-free choices."""
+    rows = []
+    for x in ACCURACY_TOLERANCES:
+        outcomes = score(groups, tolerance, x, rule)
+        truths = [o.truth_sparsity for o in outcomes]
+        densest = sum(t == min(runs) for t, runs in zip(truths, groups.values()))
+        hindsight = max((sum(t == s for t in truths) for s in set(truths)), default=0)
+        rows.append({"accuracy_tolerance": x, "rule": rule, "tolerance": tolerance, "plan": summarise(outcomes),
+                     "always_densest": densest, "best_fixed_in_hindsight": hindsight,
+                     "groups_detail": [{"group": list(k), "plan": o.plan_sparsity, "truth": o.truth_sparsity}
+                                       for k, o in zip(groups, outcomes)]})
+        p = rows[-1]["plan"]
+        print(f"X={100 * x:.0f}pt  plan {p['matches']}/{p['groups']} (too sparse {p['too_sparse']}, too dense "
+              f"{p['too_dense']}, shortfall mean/max {p['mean_shortfall_points']:.2f}/"
+              f"{p['max_shortfall_points']:.2f} pts) | always densest {densest}/{len(outcomes)} | "
+              f"best single sparsity in hindsight {hindsight}/{len(outcomes)}")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("report", type=Path, help="gap.json written by `lnpt gap`")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--tolerance", type=float, help="fixed relative gap tolerance (no tuning on this grid)")
     args = ap.parse_args()
     groups = load_groups(args.report)
+    if args.tolerance is not None:
+        print(f"{len(groups)} groups of 2+ sparsities; relative gap tolerance fixed at {args.tolerance}")
+        rows = fixed_tolerance(groups, args.tolerance, "relative")
+        if args.json:
+            args.json.write_text(json.dumps({"report": str(args.report), "rows": rows}, indent=2))
+        return
     trained = {k: v for k, v in groups.items() if v[min(v)][1] > COLLAPSED}
     results = {"report": str(args.report), "groups": len(groups), "groups_densest_trained": len(trained),
                "rows": [dict(evaluate(g, x, rule), subset=name)
