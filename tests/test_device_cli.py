@@ -57,17 +57,6 @@ def test_mixed_precision_run_keeps_masks_zero_and_its_fingerprint(precision, dig
     assert all(m.weight_orig.dtype == torch.float32 for m in masked)
 
 
-@pytest.mark.parametrize("flags", [["--device", "cpu"], ["--precision", "bf16"], ["--device", "cpu", "--precision", "fp32"]])
-def test_a_sweep_takes_the_operational_flags(flags, tmp_path, capsys):
-    """--device and --precision are read by every cell: the check that refuses settings no cell
-    reads must pass them (it once crashed on them with a bare ValueError)."""
-    sweep = tmp_path / "s.yaml"
-    sweep.write_text("data: {dataset: digits}\nmodel: {model: lenet5}\ntrain: {epochs: 1}\n"
-                     "grid:\n  sparsity: [0.5, 0.9]\n")
-    assert main(["sweep", str(sweep), "--dry-run", "--out", str(tmp_path / "out"), *flags]) == 0
-    assert "2 cell(s)" in capsys.readouterr().out
-
-
 @pytest.mark.skipif(not no_cuda, reason="checks the refusal on a machine without CUDA")
 def test_a_sweep_on_a_missing_gpu_is_one_line_and_runs_nothing(tmp_path, capsys):
     sweep = tmp_path / "s.yaml"
