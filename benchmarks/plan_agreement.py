@@ -25,28 +25,38 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from lnpt.analysis.plan_rule import Outcome, agreement
+from lnpt.analysis.plan_rule import DEFAULT_MIN_AGREEMENT, Outcome, agreement
 
 GRIDS = {"relative": [i / 40 for i in range(41)], "additive": [i / 400 for i in range(41)]}
 ACCURACY_TOLERANCES = (0.01, 0.02, 0.03, 0.05)
 COLLAPSED = 0.2  # final accuracy at or below this: the network never trained (chance is 0.1)
 
 
-def load_groups(report: Path) -> dict[tuple[str, int, str], dict[float, tuple[float, float]]]:
-    """{(criterion, seed, loss): {sparsity: (epoch-1 gap, final test accuracy)}}, groups of 2+."""
+Point = tuple[float, float, "float | None"]  # epoch-1 gap, final test accuracy, epoch-1 teacher agreement
+MIN_AGREEMENT = 0.0  # set by --min-agreement: the absolute agreement below which a probe has stalled
+
+
+def load_groups(report: Path) -> dict[tuple[str, int, str], dict[float, Point]]:
+    """{(criterion, seed, loss): {sparsity: (epoch-1 gap, final test accuracy, epoch-1 agreement)}},
+    groups of 2+. The agreement is the held-out one where the run logged it, else the one on the
+    test images (label-free as well: the teacher's classes, not the labels); None in reports
+    written before lnpt recorded it."""
     data = json.loads(report.read_text())
     labels = {r["run"]: dict(kv.split("=") for kv in r["label"].split(", ")) for r in data["runs"]}
-    groups: dict[tuple[str, int, str], dict[float, tuple[float, float]]] = defaultdict(dict)
+    groups: dict[tuple[str, int, str], dict[float, Point]] = defaultdict(dict)
     for p in data["across_runs"]["points"]:
         lab = labels[p["run"]]
         key = (lab["criterion"], int(lab["seed"]), lab["loss"])
-        groups[key][float(lab["sparsity"])] = (p["epoch1_gap"], p["final_test_acc"])
+        agree = p.get("epoch1_heldout_agreement")
+        agree = p.get("epoch1_teacher_agreement") if agree is None else agree
+        groups[key][float(lab["sparsity"])] = (p["epoch1_gap"], p["final_test_acc"], agree)
     return {k: v for k, v in sorted(groups.items()) if len(v) > 1}
 
 
 def score(groups: dict, tolerance: float, x: float, rule: str) -> list[Outcome]:
-    return [agreement({s: g for s, (g, _) in runs.items()}, {s: a for s, (_, a) in runs.items()},
-                      tolerance, x, rule) for runs in groups.values()]
+    return [agreement({s: g for s, (g, _, _) in runs.items()}, {s: a for s, (_, a, _) in runs.items()},
+                      tolerance, x, rule, agreements={s: t for s, (_, _, t) in runs.items() if t is not None},
+                      min_agreement=MIN_AGREEMENT) for runs in groups.values()]
 
 
 def pick(groups: dict, x: float, rule: str) -> float:
@@ -58,12 +68,12 @@ def pick(groups: dict, x: float, rule: str) -> float:
 
 
 def summarise(outcomes: list[Outcome]) -> dict:
-    miss = [o for o in outcomes if not o.match]
+    miss = [o for o in outcomes if not o.match and not o.refused]
     sparser = [o for o in miss if o.plan_sparsity > o.truth_sparsity]
     denser = [o for o in miss if o.plan_sparsity < o.truth_sparsity]
     return {
         "groups": len(outcomes), "matches": sum(o.match for o in outcomes),
-        "too_sparse": len(sparser), "too_dense": len(denser),
+        "too_sparse": len(sparser), "too_dense": len(denser), "refused": sum(o.refused for o in outcomes),
         "mean_shortfall_points": 100 * sum(o.shortfall for o in miss) / len(miss) if miss else 0.0,
         "max_shortfall_points": 100 * max((o.shortfall for o in miss), default=0.0),
         "mean_acc_diff_points": (100 * sum(o.truth_acc - o.plan_acc for o in miss) / len(miss)
@@ -75,7 +85,7 @@ def fixed_baseline(groups: dict, x: float) -> dict:
     """The label-free alternative with no probe: one fixed sparsity for every group, the one
     that matched the truth most often on the other seeds (leave-one-seed-out)."""
     def truth(runs: dict) -> float:
-        accs = {s: a for s, (_, a) in runs.items()}
+        accs = {s: a for s, (_, a, _) in runs.items()}
         return agreement({s: 0.0 for s in runs}, accs, 0.0, x).truth_sparsity
 
     hits = 0
@@ -114,7 +124,7 @@ def fixed_tolerance(groups: dict, tolerance: float, rule: str) -> list[dict]:
                                        for k, o in zip(groups, outcomes)]})
         p = rows[-1]["plan"]
         print(f"X={100 * x:.0f}pt  plan {p['matches']}/{p['groups']} (too sparse {p['too_sparse']}, too dense "
-              f"{p['too_dense']}, shortfall mean/max {p['mean_shortfall_points']:.2f}/"
+              f"{p['too_dense']}, refused {p['refused']}, shortfall mean/max {p['mean_shortfall_points']:.2f}/"
               f"{p['max_shortfall_points']:.2f} pts) | always densest {densest}/{len(outcomes)} | "
               f"best single sparsity in hindsight {hindsight}/{len(outcomes)}")
     return rows
@@ -125,15 +135,21 @@ def main() -> None:
     ap.add_argument("report", type=Path, help="gap.json written by `lnpt gap`")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--tolerance", type=float, help="fixed relative gap tolerance (no tuning on this grid)")
+    ap.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
+                    help="as lnpt plan's: a probe below this many times chance agreement has stalled (0: off)")
+    ap.add_argument("--classes", type=int, default=10, help="classes of the dataset, for chance (default: 10)")
     args = ap.parse_args()
+    global MIN_AGREEMENT
+    MIN_AGREEMENT = args.min_agreement / args.classes
     groups = load_groups(args.report)
     if args.tolerance is not None:
-        print(f"{len(groups)} groups of 2+ sparsities; relative gap tolerance fixed at {args.tolerance}")
+        print(f"{len(groups)} groups of 2+ sparsities; relative gap tolerance fixed at {args.tolerance}; "
+              f"stalled below {MIN_AGREEMENT:.0%} agreement")
         rows = fixed_tolerance(groups, args.tolerance, "relative")
         if args.json:
             args.json.write_text(json.dumps({"report": str(args.report), "rows": rows}, indent=2))
         return
-    trained = {k: v for k, v in groups.items() if v[min(v)][1] > COLLAPSED}
+    trained = {k: v for k, v in groups.items() if v[min(v)][1] > COLLAPSED}  # final accuracy of the densest
     results = {"report": str(args.report), "groups": len(groups), "groups_densest_trained": len(trained),
                "rows": [dict(evaluate(g, x, rule), subset=name)
                         for name, g in (("all", groups), ("densest trained", trained))

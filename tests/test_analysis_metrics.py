@@ -57,6 +57,17 @@ def test_learning_gap_is_zero_for_identical_features_and_weights_batches_by_size
     assert mixed["gap_raw"] == pytest.approx(3.0 / 5, rel=1e-5)
 
 
+def test_learning_gap_counts_agreement_with_the_teachers_classes_per_sample() -> None:
+    model = IdentityFeatures(dim=3, classes=2)
+    a, b = torch.randn(4, 3), torch.randn(3, 3)
+    with torch.no_grad():
+        pred = [model(a).argmax(1), model(b).argmax(1)]
+    labels = [pred[0].clone(), 1 - pred[1]]  # batch a all agree, batch b none
+    out = learning_gap(model, [a, b], [a, b], teacher_labels=labels)
+    assert out["agreement"] == pytest.approx(4 / 7)  # per sample, not per batch
+    assert "agreement" not in learning_gap(model, [a, b], [a, b])
+
+
 def test_learning_gap_through_adapter_when_feature_sizes_differ() -> None:
     model = IdentityFeatures(dim=3)
     x, ft = torch.randn(5, 3), torch.randn(5, 4)

@@ -27,6 +27,9 @@ from .runs import Run, run_labels
 
 TRAINING_METRICS = ("gap", "gap_raw", "weight_distance", "weight_distance_rel", "teacher_agreement")
 ACROSS_METRICS = ("gap", "gap_raw", "weight_distance", "weight_distance_rel")
+#: Also recorded per run (not correlated): how often the student predicts the teacher's class, which
+#: benchmarks/plan_agreement.py reads to tell a network that has not started to learn.
+AGREEMENT_METRICS = ("teacher_agreement", "heldout_agreement")
 TARGET = "test_acc"
 
 
@@ -53,7 +56,7 @@ def across_runs(runs: list[Run], early_epoch: int = 1, metrics: Sequence[str] = 
     out["points"] = [  # type: ignore[assignment]
         {"run": str(r.path), "final_" + target: _num(a),
          **{f"final_{m}": _num(r.final(m)) for m in metrics},
-         **{f"epoch{early_epoch}_{m}": _num(r.at_epoch(m, early_epoch)) for m in metrics}}
+         **{f"epoch{early_epoch}_{m}": _num(r.at_epoch(m, early_epoch)) for m in (*metrics, *AGREEMENT_METRICS)}}
         for r, a in zip(runs, final_acc)]
     return out
 

@@ -52,18 +52,26 @@ def weight_distance(model: nn.Module, init: dict[str, torch.Tensor]) -> dict[str
 @torch.no_grad()
 def learning_gap(model: nn.Module, inputs: list[torch.Tensor], teacher_features: list[torch.Tensor],
                  adapter: FeatureAdapter | None = None, tau: float = 4.0,
-                 distance: str = "kl", smoothing: str = "softmax") -> dict[str, float]:
+                 distance: str = "kl", smoothing: str = "softmax",
+                 teacher_labels: list[torch.Tensor] | None = None) -> dict[str, float]:
     """Smoothed gap E D(smooth(phi_S), smooth(phi_T)) and raw gap E ||phi_S - phi_T||^2.
 
-    The raw form needs equal feature sizes (or an adapter); it is NaN otherwise.
+    The raw form needs equal feature sizes (or an adapter); it is NaN otherwise. With the
+    teacher's predicted classes of the same inputs, also ``agreement``: the fraction where the
+    student predicts the same class. It costs nothing (the gap's forward gives the logits) and
+    needs no label, so ``lnpt plan`` can tell a probe that has not started to learn (agreement
+    at chance) from one that has.
     """
 
     was_training = model.training
     model.eval()
-    total, raw, n = 0.0, 0.0, 0
+    total, raw, same, n = 0.0, 0.0, 0, 0
     device = device_of(model)
-    for x, ft in zip(inputs, teacher_features):
-        _, fs = forward_with_features(model, x.to(device))
+    labels = teacher_labels if teacher_labels is not None else [None] * len(inputs)
+    for x, ft, yt in zip(inputs, teacher_features, labels):
+        logits, fs = forward_with_features(model, x.to(device))
+        if yt is not None:
+            same += int((logits.argmax(1) == yt.to(device)).sum())
         ft = ft.to(device)
         if adapter is not None:
             fs = adapter(fs)
@@ -72,4 +80,7 @@ def learning_gap(model: nn.Module, inputs: list[torch.Tensor], teacher_features:
         raw += (fs - ft).pow(2).sum(1).sum().item() if fs.shape == ft.shape else float("nan")
         n += b
     model.train(was_training)
-    return {"gap": total / max(n, 1), "gap_raw": raw / max(n, 1)}
+    out = {"gap": total / max(n, 1), "gap_raw": raw / max(n, 1)}
+    if teacher_labels is not None:
+        out["agreement"] = same / max(n, 1)
+    return out

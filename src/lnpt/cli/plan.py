@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..analysis.plan_rule import DEFAULT_TOLERANCE, RULES
+from ..analysis.plan_rule import DEFAULT_MIN_AGREEMENT, DEFAULT_TOLERANCE, RULES
 from ..config import SECTIONS
 from ..errors import ConfigError
 from ..recipes.plan import PlanSettings, make_plan
@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"how much larger than the densest candidate's gap a gap may be (default: {DEFAULT_TOLERANCE:g})")
     p.add_argument("--rule", choices=RULES, default="relative",
                    help="relative: gap <= ref x (1 + tol); additive: gap <= ref + tol (default: relative)")
+    p.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
+                   help="a probe predicting the teacher's class on fewer held-out images than this many times "
+                        f"chance has not started to learn and is set aside; 0: off (default: {DEFAULT_MIN_AGREEMENT:g})")
     p.add_argument("--out", required=True, help="plan folder: probes/ plus plan.json and plan.md (rerun to resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="seed of init, scoring and training order (default: 0)")
@@ -50,7 +53,7 @@ def _names(text: str) -> tuple[str, ...]:
 def _plan(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     settings = PlanSettings(sparsities=args.sparsities, criteria=args.criteria, probe_epochs=args.probe_epochs,
-                            tolerance=args.tolerance, rule=args.rule)
+                            tolerance=args.tolerance, rule=args.rule, min_agreement=args.min_agreement)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"plan folder {out} is a file; choose another --out")

@@ -130,6 +130,7 @@ def _prune_and_train(cfg: RunConfig, run: RunFolder, inputs: tuple, resume: bool
         "final_acc": final.get("test_acc"), "best_acc": max(accs) if accs else None,
         "final_val_acc": final.get("val_acc"),
         "teacher_agreement": final.get("teacher_agreement"), "gap": final.get("gap"),
+        "heldout_agreement": final.get("heldout_agreement"), "classes": data.info.num_classes,
         "sparsity": report.get("sparsity", 0.0), "params": report.get("params_after"),
         "params_dense": report.get("params_before"), "macs": report.get("macs_after"),
         "macs_dense": report.get("macs_before"), "criterion": cfg.prune.criterion,

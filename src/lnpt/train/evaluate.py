@@ -49,8 +49,9 @@ class EvalSettings:
 
 
 class Evaluator:
-    """Per-epoch metrics: test accuracy, teacher agreement, learning gap on held-out unlabeled
-    data and weight distance to the initial student. Teacher outputs are computed once."""
+    """Per-epoch metrics: test accuracy and teacher agreement on the test images, learning gap and
+    teacher agreement on held-out unlabeled data, and weight distance to the initial student.
+    Teacher outputs are computed once."""
 
     def __init__(self, test: LabeledSet | None, gap_data: UnlabeledView | None, teacher: Teacher | None,
                  init_weights: dict[str, torch.Tensor], settings: EvalSettings = EvalSettings(),
@@ -62,16 +63,18 @@ class Evaluator:
         self._teacher_test_labels = None
         self._gap_inputs: list[torch.Tensor] = []
         self._gap_teacher: list[torch.Tensor] = []
+        self._gap_labels: list[torch.Tensor] = []
         if teacher is not None:
             if test is not None:  # None: no labeled test data (your own images without --eval)
                 self._teacher_test_labels = all_outputs(teacher, test.unlabeled(), store).pseudo_labels
             if gap_data is not None and len(gap_data) > 0:
                 n = min(len(gap_data), gap_samples)
                 gap_view = gap_data.head(n)
-                features = all_outputs(teacher, gap_view, store).features
+                outputs = all_outputs(teacher, gap_view, store)
                 for index, x in gap_view.batches(batch_size):
                     self._gap_inputs.append(x)
-                    self._gap_teacher.append(features[index])
+                    self._gap_teacher.append(outputs.features[index])
+                    self._gap_labels.append(outputs.pseudo_labels[index])
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         acc = accuracy(model, self.test, self.batch_size, self._teacher_test_labels) if self.test is not None else {}
@@ -81,7 +84,10 @@ class Evaluator:
         if "teacher_agreement" in acc:
             out["teacher_agreement"] = acc["teacher_agreement"]
         if self._gap_inputs:
-            out.update(learning_gap(model, self._gap_inputs, self._gap_teacher, self._adapter(model), self.tau))
+            gap = learning_gap(model, self._gap_inputs, self._gap_teacher, self._adapter(model), self.tau,
+                               teacher_labels=self._gap_labels)
+            out["heldout_agreement"] = gap.pop("agreement")  # label-free: the teacher's classes
+            out.update(gap)
         wd = weight_distance(model, self.init)
         out["weight_distance"] = wd["total"]
         out["weight_distance_rel"] = wd["relative"]
