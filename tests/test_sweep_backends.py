@@ -17,7 +17,9 @@ from test_experiments_sweep import Recorder, fake_runner, spec
 
 from lnpt.cli import main
 from lnpt.device import resolve_device
+from lnpt.errors import ConfigError
 from lnpt.experiments.execution import Execution
+from lnpt.experiments.grid import sweep_from_dict
 from lnpt.experiments.sweep import CELL_LOG, run_sweep
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -154,6 +156,22 @@ def test_a_cuda_device_on_a_machine_without_one_fails_before_any_cell(tmp_path: 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'cuda:1'" in err and "CUDA is not available" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cell_on_a_missing_gpu_stops_the_sweep_before_any_cell_however_it_is_started(tmp_path: Path, capsys) -> None:
+    """One check for every way in: the CLI's --device, its dry run, and run_sweep called directly
+    on a sweep whose cells ask for CUDA (no --devices: each cell runs on its own device)."""
+    path = tmp_path / "s.toml"
+    path.write_text('[grid]\ncriterion = ["lnpt", "snip"]\n')
+    for extra in ([], ["--dry-run"]):
+        assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--device", "cuda", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "CUDA is not available" in err
+    grid = sweep_from_dict({"compute": {"device": "cuda:0"}, "grid": {"criterion": ["lnpt", "snip"]}})
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        run_sweep(grid, tmp_path / "lib", runner=fake_runner, progress=False)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "lib").exists()
 
 
 def test_ray_backend_without_ray_names_the_extra(tmp_path: Path) -> None:

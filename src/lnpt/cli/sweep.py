@@ -5,7 +5,6 @@ import argparse
 from pathlib import Path
 
 from ..config import SECTIONS, replace_flat
-from ..device import resolve_device
 from ..errors import ConfigError
 from ..experiments.grid import SweepSpec, load_sweep
 from ..experiments.execution import BACKENDS, Execution
@@ -56,10 +55,9 @@ def _sweep(args: argparse.Namespace) -> int:
     if given:
         spec = SweepSpec(replace_flat(spec.base, {"seed": spec.base.seed, **given}), spec.grid, spec.extra,
                          spec.given | set(given))
-    execution = _execution(args, "device" in given)
     out = Path(args.out) if args.out else Path("sweeps") / Path(args.config).stem
     cells = spec.cells()
-    resolve_device(spec.base.compute.device)  # a device the machine lacks: one line, before any cell
+    execution = _execution(args, "device" in given).checked(cells)  # before any cell, dry runs included
     if args.dry_run:
         for cell in cells:
             d = out / cell.name

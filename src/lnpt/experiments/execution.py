@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
@@ -100,10 +101,12 @@ class Execution:
         """Cells that may run at once on the local backend."""
         return max(1, len(self.devices)) * self.jobs
 
-    def checked(self) -> "Execution":
+    def checked(self, cells: Sequence[Cell] = ()) -> "Execution":
         """This execution with each device resolved (``auto`` -> ``cuda:0`` or ``cpu``), or a
         one-line ConfigError before any cell runs: an unknown backend, a device this machine
-        lacks, a count out of range, the ``ray`` backend without Ray installed."""
+        lacks, a count out of range, the ``ray`` backend without Ray installed. Without
+        ``devices`` the local backend runs each cell on its own ``--device``, so those are the
+        devices checked here; Ray tasks may land on machines other than this one and check theirs."""
         BACKENDS.get(self.backend)  # an unknown name fails here, listing the known ones
         backend = self.backend.lower()
         if self.jobs < 1:
@@ -112,6 +115,9 @@ class Execution:
             raise ConfigError(f"--cpus-per-cell must be > 0 and --gpus-per-cell >= 0, got "
                               f"{self.cpus_per_cell} and {self.gpus_per_cell}")
         devices = tuple(_resolved(d) for d in self.devices)
+        if backend == "local" and not devices:
+            for device in sorted({c.config.compute.device for c in cells}):
+                resolve_device(device)
         if backend == "ray":
             require("ray", "lnpt sweep --backend ray")  # extra: lnpt[ray]
             if devices:

@@ -138,9 +138,9 @@ def run_sweep(spec: SweepSpec, sweep_dir: str | Path, jobs: int = 1, runner: Run
     (default: printed); ``progress`` adds a bar when stderr is a terminal.
     """
     sweep_dir = Path(sweep_dir)
-    execution = (execution or Execution(jobs=jobs)).checked()
-    say = log or tqdm.write
     cells = spec.cells()
+    execution = (execution or Execution(jobs=jobs)).checked(cells)
+    say = log or tqdm.write
     validate_cells(cells)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_text(sweep_dir / SWEEP_FILE, json.dumps({**spec.to_dict(), "cells": [c.name for c in cells]}, indent=2) + "\n")
