@@ -185,3 +185,8 @@ def test_teacher_outputs_and_gap_on_a_held_out_slice_with_bad_files(folder, tmp_
     init = {k: v.clone() for k, v in student.state_dict().items()}
     metrics = Evaluator(tiny_test, held, teacher, init, EvalSettings(batch_size=4, store=str(tmp_path / "store")))(student)
     assert np.isfinite(metrics["gap"]) and metrics["gap"] > 0
+    labels = all_outputs(teacher, held, str(tmp_path / "store")).pseudo_labels  # held-out agreement, by hand
+    with torch.no_grad():  # the unreadable image in the slice is skipped, as in training
+        pairs = [(student.eval()(x).argmax(1), labels[index]) for index, x in held.batches(4)]
+    assert metrics["heldout_agreement"] == pytest.approx(sum(int((s == t).sum()) for s, t in pairs)
+                                                         / sum(len(t) for _, t in pairs))
