@@ -16,8 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "plan", help="pick the sparsity before training: short probes, learning gap, no labels",
         description="Prune and briefly train each candidate (criterion x sparsity), measure its learning "
-                    "gap on held-out unlabeled images, and recommend the sparsest candidate whose gap stays "
-                    "within --tolerance of the densest candidate's. Run settings come from --config and "
+                    "gap and teacher agreement on held-out unlabeled images, set aside probes that have not "
+                    "started to learn (--min-agreement), and recommend the sparsest candidate whose gap "
+                    "stays within --tolerance of the densest learning candidate's. Run settings come from --config and "
                     "flags as in `lnpt run`. See docs/PLAN.md for how often the choice matches the one "
                     "final test accuracies make.")
     p.add_argument("--config", help="run configuration file (.toml, .yaml, .json)")
