@@ -202,6 +202,20 @@ def ray_instance():
     ray.shutdown()
 
 
+@pytest.mark.parametrize("flags, says", [
+    (["--gpus-per-cell", "1"], "--gpus-per-cell 1 (its nodes: 2 CPU / 0 GPU)"),
+    (["--cpus-per-cell", "3"], "--cpus-per-cell 3 --gpus-per-cell 0"),
+])
+def test_a_ray_request_no_node_can_hold_fails_in_one_line_instead_of_pending_forever(
+        ray_instance, tmp_path: Path, capsys, flags, says) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[grid]\ncriterion = ["lnpt", "snip"]\n')
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--backend", "ray", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err, err
+    assert not [p for p in (tmp_path / "out").iterdir() if p.is_dir()]  # no cell started
+
+
 def _result(cell: Path) -> tuple:
     summary = json.loads((cell / "summary.json").read_text())
     epochs = [json.loads(line) for line in (cell / "metrics.jsonl").read_text().splitlines()]

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..errors import ConfigError
 from ..extras import require
 from .execution import BACKENDS, CellOutcome, Execution, Finish, Runner, Task, run_cell
 
@@ -45,6 +46,7 @@ def run_ray(tasks: list[Task], runner: Runner, execution: Execution, finish: Fin
     request = {"num_cpus": execution.cpus_per_cell, "num_gpus": execution.gpus_per_cell, "max_retries": 0}
     refs: dict[Any, Task] = {}
     try:
+        check_feasible(ray.nodes(), execution.cpus_per_cell, execution.gpus_per_cell)
         for task in tasks:
             refs[remote.options(name=task.cell.name, **request).remote(runner, task, device, threads)] = task
         while refs:
@@ -59,6 +61,18 @@ def run_ray(tasks: list[Task], runner: Runner, execution: Execution, finish: Fin
     finally:
         if started:
             ray.shutdown()
+
+
+def check_feasible(nodes: list[dict], cpus: float, gpus: float) -> None:
+    """Refuse, in one line, a request no live node can hold. Ray would accept the tasks and
+    leave them pending forever ("infeasible"), so a sweep asking one GPU per cell of a CPU-only
+    cluster would hang without a word; this turns that into an error before any task starts."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive", True)]
+    if any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in alive):
+        return
+    biggest = ", ".join(sorted({f"{r.get('CPU', 0):g} CPU / {r.get('GPU', 0):g} GPU" for r in alive})) or "none"
+    raise ConfigError(f"no node of the Ray cluster can run a cell asking for --cpus-per-cell {cpus:g} "
+                      f"--gpus-per-cell {gpus:g} (its nodes: {biggest}); ask for less, or add such a node first")
 
 
 def _outcome(ray: Any, ref: Any, task: Task) -> CellOutcome:
