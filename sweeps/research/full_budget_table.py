@@ -31,10 +31,14 @@ CRITERIA = ["lnpt", "snip", "grasp", "synflow", "magnitude", "random"]
 COLLAPSED = 0.2  # final accuracy at or below: the network never trained (chance is 0.10)
 
 
-def _pct(mean: float, std: float, n: int) -> str:
-    if mean <= COLLAPSED:
-        return f"{100 * mean:.2f} (collapsed{'' if n == 1 else f', {n}/{n}'})"
-    return f"{100 * mean:.2f}" + ("" if n == 1 or math.isnan(std) else f" ± {100 * std:.2f}")
+def _pct(values: list[float]) -> str:
+    """Mean ± sample std in percent, and how many of the seeds collapsed to chance."""
+    mean, std = mean_std(values)
+    n, dead = len(values), sum(v <= COLLAPSED for v in values)
+    text = f"{100 * mean:.2f}" + ("" if n == 1 or math.isnan(std) else f" ± {100 * std:.2f}")
+    if dead:
+        text += " (collapsed)" if n == 1 else f" ({dead}/{n} collapsed)"
+    return text
 
 
 def accuracy_table(rows: list[dict]) -> dict[tuple[float, str], list[float]]:
@@ -52,7 +56,7 @@ def accuracy_table(rows: list[dict]) -> dict[tuple[float, str], list[float]]:
         cols = []
         for c in CRITERIA:
             v = cells.get((s, c), [])
-            text = _pct(*mean_std(v), len(v)) if v else "—"
+            text = _pct(v) if v else "—"
             cols.append(f"**{text}**" if c == top else text)
         print(f"| {100 * s:.0f}% | " + " | ".join(cols) + " |")
     return cells
@@ -93,12 +97,12 @@ def loss_and_dense(rows: list[dict]) -> None:
         d = np.array([free[k] - sup[k] for k in seeds])
         half = _half_width(d)
         ci = "" if math.isnan(half) else f" [{100 * (d.mean() - half):+.2f}, {100 * (d.mean() + half):+.2f}]"
-        print(f"| {100 * s:.0f}% | {_pct(*mean_std(free[k] for k in seeds), len(seeds))} | "
-              f"{_pct(*mean_std(sup[k] for k in seeds), len(seeds))} | {100 * d.mean():+.2f}{ci} "
+        print(f"| {100 * s:.0f}% | {_pct([free[k] for k in seeds])} | "
+              f"{_pct([sup[k] for k in seeds])} | {100 * d.mean():+.2f}{ci} "
               f"(label-free ahead on {int((d > 0).sum())}/{len(d)} seeds) |")
     dense = [r["final_acc"] for r in rows if r["sparsity"] == 0]
     if dense:
-        print(f"\nDense reference (label-free): {_pct(*mean_std(dense), len(dense))} over {len(dense)} seed(s)")
+        print(f"\nDense reference (label-free): {_pct(dense)} over {len(dense)} seed(s)")
 
 
 def _half_width(d: np.ndarray) -> float:
