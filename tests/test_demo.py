@@ -41,4 +41,4 @@ def test_demo_falls_back_to_digits_when_fashion_mnist_is_missing(tmp_path, monke
     assert "running the demo on scikit-learn's bundled digits" in captured.err
     assert "LNPT demo on digits" in captured.out
     # The closing lines say what one run can show and point to the multi-seed table.
-    assert "This is one seed on one mask" in captured.out and "docs/RESULTS.md, section 2" in captured.out
+    assert "This is one seed on one mask" in captured.out and "docs/RESULTS.md, section 0" in captured.out
