@@ -143,6 +143,14 @@ def longer(sweep: Path, longer_sweep: Path) -> None:
         crit, s, _, seed = key
         print(f"| {crit} {100 * s:.0f}% | {seed} | {100 * short[key][0]:.2f} | {100 * final:.2f} | "
               f"{100 * (final - short[key][0]):+.2f} | {100 * gain:+.2f} |")
+    rows, _ = collect(longer_sweep)
+    paired = [d for d in paired_differences(rows, "synflow") if d["criterion"] == "lnpt" and d["n"] > 1]
+    if paired:
+        print("\nLNPT minus SynFlow at the longer budget, paired by seed:\n")
+        print("| sparsity | seeds | LNPT − SynFlow [95%] | SynFlow won |\n|---:|---:|---:|---:|")
+        for d in paired:
+            print(f"| {100 * d['sparsity']:.0f}% | {d['n']} | {100 * d['mean_diff']:+.2f} "
+                  f"[{100 * d['ci_low']:+.2f}, {100 * d['ci_high']:+.2f}] | {d['n'] - d['wins']}/{d['n']} |")
 
 
 def main() -> None:
