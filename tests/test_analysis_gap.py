@@ -103,6 +103,9 @@ def test_across_runs_final_and_early(runs: list[Path]) -> None:
     assert res["early"]["gap"]["pearson"]["value"] == pytest.approx(stats.pearsonr(early_gap, finals).statistic)
     assert res["final"]["gap"]["spearman"]["value"] == pytest.approx(-1.0)
     assert res["points"][2]["epoch2_gap"] == pytest.approx(GAP[1] + 1.0)
+    # recorded for benchmarks/plan_agreement.py's stall check; a metric the runs never logged is None
+    assert res["points"][2]["epoch2_teacher_agreement"] == pytest.approx(ACC[1] - 0.2 + 0.02)
+    assert res["points"][2]["epoch2_heldout_agreement"] is None
 
 
 def test_gap_cli_writes_report_and_non_blank_figures(runs: list[Path], tmp_path: Path) -> None:

@@ -126,9 +126,9 @@ out = {"bad": bad, "cases": {}}
 for name, argv in CASES.items():
     out["cases"][name] = call(argv)
 from lnpt.export import ort_session
-from lnpt.experiments.paired import _t_interval
+from lnpt.experiments.paired import t_interval
 out["cases"]["ort_session"] = extra_of(ort_session, "model.onnx")
-out["cases"]["paired_interval"] = extra_of(_t_interval, np.array([1.0, 2.0, 3.0]))
+out["cases"]["paired_interval"] = extra_of(t_interval, np.array([1.0, 2.0, 3.0]))
 
 # No Fashion-MNIST anywhere (no system copy, download refused): the demo falls back to digits.
 os.environ.pop("LNPT_DATA", None)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lnpt.analysis.runs import load_runs
-from lnpt.experiments.paired import paired_differences
+from lnpt.experiments.paired import paired_differences, t_interval
 from lnpt.experiments.report import collect, mean_std
 
 CRITERIA = ["lnpt", "snip", "grasp", "synflow", "magnitude", "random"]
@@ -95,21 +95,14 @@ def loss_and_dense(rows: list[dict]) -> None:
         free, sup = by[("lnpt", s)], by[("supervised", s)]
         seeds = sorted(set(free) & set(sup))
         d = np.array([free[k] - sup[k] for k in seeds])
-        half = _half_width(d)
-        ci = "" if math.isnan(half) else f" [{100 * (d.mean() - half):+.2f}, {100 * (d.mean() + half):+.2f}]"
+        low, high = t_interval(d)
+        ci = "" if math.isnan(low) else f" [{100 * low:+.2f}, {100 * high:+.2f}]"
         print(f"| {100 * s:.0f}% | {_pct([free[k] for k in seeds])} | "
               f"{_pct([sup[k] for k in seeds])} | {100 * d.mean():+.2f}{ci} "
               f"(label-free ahead on {int((d > 0).sum())}/{len(d)} seeds) |")
     dense = [r["final_acc"] for r in rows if r["sparsity"] == 0]
     if dense:
         print(f"\nDense reference (label-free): {_pct(dense)} over {len(dense)} seed(s)")
-
-
-def _half_width(d: np.ndarray) -> float:
-    if len(d) < 2:
-        return float("nan")
-    from scipy import stats  # lnpt report's own dependency for its intervals
-    return float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
 
 
 def _late_gains(sweep: Path) -> dict[tuple, tuple[float, float]]:

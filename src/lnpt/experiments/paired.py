@@ -60,7 +60,8 @@ def assign_variants(rows: list[dict]) -> None:
         r["variant"] = ", ".join(f"{k}={s.get(k)}" for k in sorted(keys) if k in s and s.get(k) != DEFAULTS.get(k))
 
 
-def _t_interval(diffs: np.ndarray) -> tuple[float, float]:
+def t_interval(diffs: np.ndarray) -> tuple[float, float]:
+    """The 95% t-interval of the mean of paired differences (NaN for fewer than two)."""
     if len(diffs) < 2:
         return float("nan"), float("nan")
     stats = require("scipy.stats", "the paired intervals of lnpt report --against")
@@ -103,7 +104,7 @@ def paired_differences(rows: list[dict], against: str) -> list[dict]:
         if not seeds:
             continue
         diffs = np.array([accs[s] - ref[s] for s in seeds])
-        low, high = _t_interval(diffs)
+        low, high = t_interval(diffs)
         out.append({"model": model, "criterion": crit, "variant": variant, "sparsity": sparsity, "loss": loss,
                     "against": against, "n": len(seeds), "mean_diff": float(diffs.mean()),
                     "ci_low": low, "ci_high": high, "wins": int((diffs > 0).sum()), "seeds": seeds})
